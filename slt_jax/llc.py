@@ -1,0 +1,238 @@
+"""`estimate_llc`: the public entry point that wires posterior, kernel, runner and result."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from slt_jax import _validate as check
+from slt_jax.chains import BATCH_SAMPLING, RunPlan, build_programs, plan_segments, run_chains
+from slt_jax.kernels import SAMPLERS, Kernel, make_kernel
+from slt_jax.posterior import NBETA_RULES, Posterior, make_partition, resolve_nbeta, sampled_per_sample_loss
+from slt_jax.result import CONVENTIONS, LLCResult, encode_attrs
+
+
+def estimate_llc(
+    loss_fn: Callable,
+    params: Any,
+    data: Any,
+    *,
+    step_size: float,
+    localization: float,
+    nbeta: float | str | None = None,
+    num_chains: int,
+    num_draws: int,
+    num_burnin: int = 0,
+    thin: int = 1,
+    batch_size: int,
+    sampler: str | Kernel = "sgld",
+    sampler_kwargs: dict | None = None,
+    seed: int = 0,
+    mask: Any = None,
+    eval_every: int | str | None = "auto",
+    eval_chunk: int | None = None,
+    batch_sampling: str = "with_replacement",
+    segment_steps: int | None = None,
+    progress: bool = True,
+) -> LLCResult:
+    """Estimate the local learning coefficient λ̂(w*) with many SGMCMC chains in one program.
+
+    Args:
+      loss_fn: `loss_fn(params, batch) -> losses`, per-sample losses of shape (B,) or per-token
+        (B, T); a negative log-likelihood (squared error, cross-entropy, ...). See
+        `slt_jax.adapters` for Flax models.
+      params: w*, the trained parameters (any pytree of float arrays). Chains start here.
+      data: pytree whose leaves share the leading sample axis n.
+      step_size: ε in w ← w - ε/2 ∇U + sqrt(ε) ξ (estimators.md §2).
+      localization: γ, the strength of the pull towards w*.
+      nbeta: nβ. None (default) or "n_log_n": n / log n. "batch_log_batch": B / log B
+        (devinterp v1's default). A number: used as is.
+      num_chains, num_draws: chains, and draws kept per chain after burn-in.
+      num_burnin: steps discarded before the first draw. thin: steps per draw.
+      batch_size: minibatch size B (1..n); B == n uses the full data every step.
+      sampler: "sgld", "rmsprop_sgld", "rmsprop_sgld_devinterp", or a `Kernel`.
+      sampler_kwargs: extra constants for the named sampler (e.g. beta2 for RMSProp-SGLD).
+      seed: chain c uses fold_in(key(seed), c): same seed, same result.
+      mask: optional pytree like params of bools / boolean arrays: what is sampled; the rest
+        stays frozen at w* (weight-refined LLC). See `adapters.mask_from_paths`.
+      eval_every: draws between full-data loss evaluations, used for the variance-based
+        estimate. "auto": ceil(n / (B·thin)), which keeps evaluation at about a third of the
+        sampling cost. None: never.
+      eval_chunk: samples per chunk of the full-data loss (memory bound); default
+        min(n, max(B, 2048)).
+      batch_sampling: "with_replacement" (iid indices, cheapest) or "without_replacement"
+        (distinct indices within each minibatch; costs a permutation of n per step).
+      segment_steps: steps per compiled segment of the host loop (progress/NaN-check cadence).
+      progress: show a tqdm progress bar.
+
+    Returns:
+      LLCResult with .llc_mean, .llc_std, .llc_se, .llc_per_chain, .llc_var, .rhat, .ess,
+      .loss_trace, .init_loss, .healthy, .summary(), .to_netcdf(path).
+    """
+    # ---- validate everything before anything is traced or compiled ----
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable as loss_fn(params, batch); got {type(loss_fn).__name__}.")
+    step_size = check.positive_number("step_size", step_size)
+    localization = check.positive_number("localization", localization, allow_zero=True)
+    num_chains = check.integer("num_chains", num_chains, minimum=1)
+    num_draws = check.integer("num_draws", num_draws, minimum=1)
+    num_burnin = check.integer("num_burnin", num_burnin, minimum=0)
+    thin = check.integer("thin", thin, minimum=1)
+    seed = check.integer("seed", seed, minimum=0)
+    n = check.data_size(data)
+    batch_size = check.integer(
+        "batch_size", batch_size, minimum=1, maximum=n,
+        hint=f"The data has n = {n} samples; use batch_size ≤ n (batch_size = n for full-batch).",
+    )
+    batch_sampling = check.choice("batch_sampling", batch_sampling, BATCH_SAMPLING)
+    if isinstance(sampler, Kernel):
+        kernel, sampler_name = sampler, "custom"
+    else:
+        sampler_name = check.choice("sampler", sampler, SAMPLERS)
+        kernel = None
+    if isinstance(nbeta, str):
+        check.choice("nbeta", nbeta, NBETA_RULES)
+    elif nbeta is not None:
+        check.positive_number("nbeta", nbeta)
+    if n == 1 and nbeta in (None, "n_log_n"):
+        raise ValueError("nbeta defaults to n / log n, which is undefined for n = 1; pass nbeta explicitly.")
+    if batch_size == 1 and nbeta == "batch_log_batch":
+        raise ValueError("nbeta='batch_log_batch' is undefined for batch_size = 1; pass nbeta explicitly.")
+    if eval_every == "auto":
+        eval_every = max(1, math.ceil(n / (batch_size * thin)))
+    elif eval_every is not None:
+        eval_every = check.integer("eval_every", eval_every, minimum=1)
+    eval_chunk = check.integer(
+        "eval_chunk", eval_chunk if eval_chunk is not None else min(n, max(batch_size, 2048)), minimum=1
+    )
+    if segment_steps is not None:
+        segment_steps = check.integer("segment_steps", segment_steps, minimum=1)
+    check.mask_matches(mask, params)
+    check.finite_params(params)
+    params = jax.tree.map(jnp.asarray, params)
+    data = jax.tree.map(jnp.asarray, data)
+    check.loss_output(loss_fn, params, data, batch_size)
+
+    if kernel is None:
+        kernel = make_kernel(sampler_name, step_size, **(sampler_kwargs or {}))
+    nbeta_value, nbeta_rule = resolve_nbeta(nbeta, n, batch_size)
+
+    # ---- build ----
+    partition = make_partition(params, mask)
+    center, frozen = partition.split(params)
+    posterior = Posterior(
+        nbeta=jnp.asarray(nbeta_value, jnp.float32),
+        localization=jnp.asarray(localization, jnp.float32),
+        center=center,
+        element_mask=list(partition.element_mask),
+    )
+    blocks = plan_segments(num_draws, num_burnin, thin, eval_every or 1, segment_steps)
+    plan = RunPlan(
+        num_chains=num_chains,
+        num_draws=num_draws,
+        num_burnin=num_burnin,
+        thin=thin,
+        batch_size=batch_size,
+        num_samples=n,
+        batch_sampling=batch_sampling,
+        eval_every=eval_every,
+        eval_chunk=min(eval_chunk, n),
+        draw_blocks_per_segment=blocks,
+    )
+    programs = build_programs(sampled_per_sample_loss(loss_fn, partition), kernel, plan)
+    init_loss = float(programs.full_loss(center, frozen, data))
+    if not math.isfinite(init_loss):
+        raise ValueError(f"the full-data loss at w* is {init_loss}; check loss_fn and params.")
+
+    # ---- run ----
+    out = run_chains(
+        programs, plan, center=center, frozen=frozen, data=data, posterior=posterior,
+        seed=seed, progress=progress,
+    )
+
+    # ---- label ----
+    healthy, reasons = chain_health(out.first_bad_draw, num_burnin, thin)
+    attrs = dict(
+        init_loss=init_loss,
+        nbeta=nbeta_value,
+        nbeta_rule=nbeta_rule,
+        localization=localization,
+        step_size=step_size,
+        sampler=sampler_name,
+        sampler_kwargs=sampler_kwargs or {},
+        num_chains=num_chains,
+        num_draws=num_draws,
+        num_burnin=num_burnin,
+        thin=thin,
+        batch_size=batch_size,
+        batch_sampling=batch_sampling,
+        num_samples=n,
+        num_params=partition.num_sampled(params),
+        num_params_total=int(sum(np.size(x) for x in jax.tree.leaves(params))),
+        masked=mask is not None,
+        seed=seed,
+        eval_every=eval_every,
+        key_derivation="chain c, step s: fold_in(fold_in(key(seed), c), s)",
+        conventions=CONVENTIONS,
+        compile_s=out.compile_s,
+        sampling_s=out.sampling_s,
+        chain_steps_per_s=num_chains * plan.total_steps / max(out.sampling_s, 1e-12),
+        slt_jax_version=_version(),
+        jax_version=jax.__version__,
+        backend=jax.default_backend(),
+    )
+    ds = xr.Dataset(
+        {
+            "loss": (("chain", "draw"), out.draw_loss),
+            "burnin_loss": (("chain", "burnin_draw"), out.burnin_loss),
+            "eval_loss": (("chain", "eval_draw"), out.eval_loss),
+            "healthy": (("chain",), healthy),
+            "health_reason": (("chain",), np.asarray(reasons, dtype=str)),
+        },
+        coords={
+            "chain": np.arange(num_chains),
+            "draw": np.arange(num_draws),
+            "burnin_draw": np.arange(out.burnin_loss.shape[1]),
+            "eval_draw": out.eval_draws,
+        },
+        attrs=encode_attrs(attrs),
+    )
+    result = LLCResult(ds)
+    if result.num_healthy < num_chains:
+        import warnings
+
+        warnings.warn(
+            f"{num_chains - result.num_healthy} of {num_chains} chains were unhealthy and are "
+            f"excluded from the estimate: {[r for r in reasons if r]}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return result
+
+
+def chain_health(first_bad_draw: list, num_burnin: int, thin: int) -> tuple[np.ndarray, list[str]]:
+    """Per-chain verdict: a chain whose loss ever went non-finite is excluded, with the reason."""
+    healthy, reasons = [], []
+    for bad in first_bad_draw:
+        healthy.append(bad is None)
+        if bad is None:
+            reasons.append("")
+        elif bad < 0:
+            reasons.append(f"non-finite loss during burn-in (step {num_burnin + bad * thin})")
+        else:
+            reasons.append(f"non-finite loss at draw {bad}")
+    return np.asarray(healthy, bool), reasons
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("slt_jax")
+    except PackageNotFoundError:
+        return "unknown"
