@@ -1,0 +1,7 @@
+import os
+
+# Tests run on the host CPU with a persistent compilation cache, so a second run of the suite
+# skips most XLA compilation (the slow part of small-model tests on a 2-core machine).
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")

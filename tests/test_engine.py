@@ -1,0 +1,209 @@
+"""The chain runner and estimate_llc: determinism, independence, health, persistence, errors."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import slt_jax
+from slt_jax.posterior import resolve_nbeta
+
+N, D_IN, D_OUT = 256, 3, 2
+
+
+def _problem(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(N, D_IN)).astype(np.float32)
+    w = (rng.normal(size=(D_IN, D_OUT)) / 2).astype(np.float32)
+    y = x @ w + rng.normal(size=(N, D_OUT)).astype(np.float32)
+    return {"W": jnp.asarray(w), "b": jnp.zeros(D_OUT)}, (x, y)
+
+
+def linear_loss(params, batch):
+    x, y = batch
+    return 0.5 * jnp.sum((y - x @ params["W"] - params["b"]) ** 2, axis=-1)
+
+
+PARAMS, DATA = _problem()
+BASE = dict(step_size=1e-4, localization=10.0, num_draws=60, num_burnin=7, thin=2, batch_size=32, progress=False)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=4, seed=3, **BASE)
+
+
+def test_same_seed_same_result(reference):
+    again = slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=4, seed=3, **BASE)
+    np.testing.assert_array_equal(again.loss_trace, reference.loss_trace)
+    np.testing.assert_array_equal(again.dataset["eval_loss"].values, reference.dataset["eval_loss"].values)
+
+
+def test_chains_differ_and_a_chain_does_not_depend_on_the_chain_count_or_segmentation(reference):
+    trace = reference.loss_trace
+    assert all(not np.allclose(trace[i], trace[j]) for i in range(4) for j in range(i + 1, 4))
+    # Chain c's randomness is fold_in(key(seed), c): two chains, cut into tiny segments,
+    # must reproduce the first two chains of the four-chain run.
+    two = slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, seed=3, segment_steps=5, **BASE)
+    np.testing.assert_allclose(two.loss_trace, trace[:2], rtol=1e-6)
+    other_seed = slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, seed=4, **BASE)
+    assert not np.allclose(other_seed.loss_trace, trace[:2])
+
+
+def test_result_shapes_and_metadata(reference):
+    r = reference
+    assert r.loss_trace.shape == (4, 60)
+    assert r.llc_per_chain.shape == (4,)
+    # Burn-in is recorded on the draws' thinning grid (steps ≡ num_burnin mod thin): 1, 3, 5.
+    assert r.dataset["burnin_loss"].shape == (4, 3)
+    # eval_every auto = ceil(n / (B·thin)) = 4 → evaluations at draws 0, 4, ..., 56
+    np.testing.assert_array_equal(r.dataset["eval_draw"].values, np.arange(0, 60, 4))
+    np.testing.assert_allclose(r.init_loss, np.mean(linear_loss(PARAMS, DATA)), rtol=1e-6)
+    np.testing.assert_allclose(r.nbeta, N / np.log(N))
+    assert r.llc_mean == pytest.approx(np.mean(r.nbeta * (r.loss_trace.astype(float).mean(1) - r.init_loss)), rel=1e-9)
+    assert r.llc_std == pytest.approx(np.std(r.llc_per_chain, ddof=1), rel=1e-6)
+    assert np.isfinite(r.llc_se) and r.llc_se > 0 and np.isfinite(r.rhat) and np.isfinite(r.llc_var)
+    for key in ("step_size", "localization", "nbeta_rule", "sampler", "seed", "batch_size", "conventions"):
+        assert key in r.attrs
+    assert r.attrs["num_params"] == D_IN * D_OUT + D_OUT
+    assert "λ̂" in r.summary()
+
+
+def test_eval_loss_is_the_full_data_loss_at_the_draw(reference):
+    """The full-data evaluation at draw d sees the same position as draw d's minibatch loss;
+    at draw 0 after burn-in both are noisy, but the full-data loss must be the exact L_n there:
+    check by re-running with batch_size = n, where the draw loss *is* L_n."""
+    full = slt_jax.estimate_llc(
+        linear_loss, PARAMS, DATA, num_chains=2, seed=1, **{**BASE, "batch_size": N, "eval_every": 3}
+    )
+    ev = full.dataset["eval_loss"].values
+    np.testing.assert_allclose(ev, full.loss_trace[:, ::3], rtol=1e-5)
+
+
+def test_netcdf_round_trip(reference, tmp_path):
+    path = reference.to_netcdf(tmp_path / "r.nc")
+    back = slt_jax.LLCResult.from_netcdf(path)
+    np.testing.assert_array_equal(back.loss_trace, reference.loss_trace)
+    assert back.llc_mean == reference.llc_mean
+    assert back.attrs == reference.attrs
+    assert back.health_reasons == reference.health_reasons
+
+
+def test_mask_freezes_leaves():
+    """Sampling only the bias: λ̂ of the 2 bias coordinates, and the weight leaf never moves."""
+    mask = {"W": False, "b": True}
+    r = slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, seed=0, mask=mask, **BASE)
+    assert r.attrs["num_params"] == D_OUT
+    full = slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, seed=0, **BASE)
+    assert not np.allclose(r.loss_trace, full.loss_trace)
+
+
+def test_nonfinite_chain_is_reported_and_excluded():
+    """A loss that turns NaN once |w| > 1.5: chains that wander there are flagged, not averaged."""
+
+    def cliff_loss(params, batch):
+        w = params["w"][0]
+        return jnp.where(jnp.abs(w) > 1.5, jnp.nan, 0.5 * (batch * w) ** 2)
+
+    data = jnp.asarray(np.random.default_rng(0).normal(size=64), jnp.float32)
+    with pytest.warns(RuntimeWarning, match="unhealthy"):
+        r = slt_jax.estimate_llc(
+            cliff_loss, {"w": jnp.zeros(1)}, data, step_size=1e-2, localization=0.0, nbeta=1.0,
+            num_chains=16, num_draws=200, batch_size=16, seed=0, progress=False,
+        )
+    assert 0 < r.num_healthy < 16, "the test needs some chains to diverge and some not to"
+    bad = ~r.healthy
+    assert all("non-finite loss" in why for why in np.asarray(r.health_reasons)[bad])
+    assert np.isfinite(r.llc_mean)
+    assert r.llc_mean == pytest.approx(np.mean(r.llc_per_chain[r.healthy]))
+    assert "excluded" in r.summary()
+
+
+def test_nbeta_rules():
+    assert resolve_nbeta(None, 1000, 100) == pytest.approx((1000 / np.log(1000), "n_log_n"))
+    assert resolve_nbeta("batch_log_batch", 1000, 100) == pytest.approx((100 / np.log(100), "batch_log_batch"))
+    assert resolve_nbeta(7.5, 1000, 100) == (7.5, "explicit")
+
+
+# ---- bad input: a clear error before compilation --------------------------------------------
+
+BAD = [
+    (dict(step_size=0.0), ValueError, "step_size"),
+    (dict(step_size=-1e-3), ValueError, "step_size"),
+    (dict(step_size=float("nan")), ValueError, "step_size"),
+    (dict(batch_size=N + 1), ValueError, "batch_size"),
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(sampler="hmc"), ValueError, "sampler"),
+    (dict(num_chains=0), ValueError, "num_chains"),
+    (dict(num_draws=2.5), TypeError, "num_draws"),
+    (dict(thin=0), ValueError, "thin"),
+    (dict(localization=-1.0), ValueError, "localization"),
+    (dict(nbeta="temperature"), ValueError, "nbeta"),
+    (dict(batch_sampling="epochs"), ValueError, "batch_sampling"),
+]
+
+
+@pytest.mark.parametrize("override,exc,name", BAD)
+def test_bad_arguments(override, exc, name, monkeypatch):
+    _forbid_compilation(monkeypatch)
+    kwargs = {**BASE, "num_chains": 2, **override}
+    with pytest.raises(exc, match=name):
+        slt_jax.estimate_llc(linear_loss, PARAMS, DATA, **kwargs)
+
+
+def _forbid_compilation(monkeypatch):
+    from slt_jax import chains
+
+    def boom(*a, **k):
+        raise AssertionError("validation must fail before the chain program is built")
+
+    monkeypatch.setattr("slt_jax.llc.build_programs", boom)
+    return chains
+
+
+def test_data_leaves_with_different_lengths(monkeypatch):
+    _forbid_compilation(monkeypatch)
+    x, y = DATA
+    with pytest.raises(ValueError, match=r"disagree on the number of samples.*\[0\]: 256.*\[1\]: 255"):
+        slt_jax.estimate_llc(linear_loss, PARAMS, (x, y[:-1]), num_chains=2, **BASE)
+
+
+def test_empty_data(monkeypatch):
+    _forbid_compilation(monkeypatch)
+    with pytest.raises(ValueError, match="empty"):
+        slt_jax.estimate_llc(linear_loss, PARAMS, (), num_chains=2, **BASE)
+    with pytest.raises(ValueError, match="zero samples"):
+        slt_jax.estimate_llc(linear_loss, PARAMS, (np.zeros((0, 3)), np.zeros((0, 2))), num_chains=2, **BASE)
+
+
+def test_nonfinite_center(monkeypatch):
+    _forbid_compilation(monkeypatch)
+    bad = {"W": PARAMS["W"].at[0, 0].set(jnp.nan), "b": PARAMS["b"]}
+    with pytest.raises(ValueError, match=r"params\['W'\].*non-finite"):
+        slt_jax.estimate_llc(linear_loss, bad, DATA, num_chains=2, **BASE)
+
+
+def test_loss_that_returns_a_mean_is_rejected(monkeypatch):
+    _forbid_compilation(monkeypatch)
+    with pytest.raises(ValueError, match="per-sample losses"):
+        slt_jax.estimate_llc(lambda p, b: jnp.mean(linear_loss(p, b)), PARAMS, DATA, num_chains=2, **BASE)
+
+
+def test_loss_that_crashes_is_reported(monkeypatch):
+    _forbid_compilation(monkeypatch)
+
+    def broken(params, batch):
+        return batch[0] @ params["W"].T  # wrong shapes
+
+    with pytest.raises(ValueError, match="loss_fn.*failed when traced"):
+        slt_jax.estimate_llc(broken, PARAMS, DATA, num_chains=2, **BASE)
+
+
+def test_mask_with_wrong_structure(monkeypatch):
+    _forbid_compilation(monkeypatch)
+    with pytest.raises(ValueError, match="mask"):
+        slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, mask={"W": True}, **BASE)
+    with pytest.raises(ValueError, match="selects no parameters"):
+        slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, mask={"W": False, "b": False}, **BASE)
