@@ -95,6 +95,11 @@ def rmsprop_sgld(
     constants of Li et al.'s pSGLD (AAAI 2016), with H&H's v_{-1} = 1 and bias correction.
     devinterp 1.3's variant (v starts at 0, no bias correction, a = 0.1) is registered
     separately as "rmsprop_sgld_devinterp".
+
+    Caveat (measured, tests/test_accuracy.py): ε_t depends on the position through g_t and the
+    kernel omits the Γ correction term of position-dependent preconditioners, so its stationary
+    law is ∝ e^{-U}/ε(w). When the EMA window 1/(1-β2) is comparable to the chain's relaxation
+    time, λ̂ is biased high (+15% on a linear model at β2 = 0.99, +4% at β2 = 0.999).
     """
 
     def init(position: Params) -> RMSPropSGLDState:

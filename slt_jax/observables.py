@@ -16,7 +16,8 @@ def llc_per_chain(draw_loss: np.ndarray, init_loss: float, nbeta: float) -> np.n
 
     draw_loss: (chains, draws) minibatch losses at the post-burn-in draws.
     """
-    return nbeta * (np.mean(draw_loss, axis=1) - init_loss)
+    # float64: float32 means depend on memory layout (pairwise summation order).
+    return nbeta * (np.mean(np.asarray(draw_loss, np.float64), axis=1) - init_loss)
 
 
 def llc_from_variance(eval_loss: np.ndarray, nbeta: float) -> np.ndarray:
@@ -28,7 +29,7 @@ def llc_from_variance(eval_loss: np.ndarray, nbeta: float) -> np.ndarray:
     """
     if eval_loss.shape[1] < 2:
         return np.full(eval_loss.shape[0], np.nan)
-    return np.var(nbeta * eval_loss, axis=1, ddof=1)
+    return np.var(nbeta * np.asarray(eval_loss, np.float64), axis=1, ddof=1)
 
 
 def _arviz():
@@ -66,4 +67,4 @@ def rhat(trace: np.ndarray) -> float:
 def running_llc(draw_loss: np.ndarray, init_loss: float, nbeta: float) -> np.ndarray:
     """λ̂ from draws 0..d for every d, shape (chains, draws): the trace plot's curve."""
     counts = np.arange(1, draw_loss.shape[1] + 1)
-    return nbeta * (np.cumsum(draw_loss, axis=1) / counts - init_loss)
+    return nbeta * (np.cumsum(np.asarray(draw_loss, np.float64), axis=1) / counts - init_loss)

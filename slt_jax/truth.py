@@ -88,6 +88,12 @@ def _check_rank(rank: Any, widths: Sequence[int]) -> int:
     return int(rank)
 
 
+def _check_noise_std(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+        raise ValueError(f"noise_std must be a number ≥ 0 (0: noise-free data), got {value!r}.")
+    return float(value)
+
+
 def _check_positive(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}.")
@@ -243,7 +249,8 @@ class ToyProblem:
 
 
 def _squared_error_loss(forward: Callable, noise_std: float) -> Callable:
-    inv_var = 1.0 / noise_std**2
+    # noise_std = 0 (noise-free data) keeps the unit-variance scale: λ does not depend on it.
+    inv_var = 1.0 / noise_std**2 if noise_std > 0 else 1.0
 
     def loss_fn(params, batch):
         residual = batch["y"] - forward(params, batch["x"])
@@ -308,7 +315,7 @@ def make_dln(
     widths = _check_widths(widths)
     r = _check_rank(rank, widths)
     n = _check_int("num_samples", num_samples, 1)
-    noise_std = _check_positive("noise_std", noise_std)
+    noise_std = _check_noise_std(noise_std)
     input_std = _check_positive("input_std", input_std)
     num_layers = len(widths) - 1
     key = _as_key(key)
@@ -402,7 +409,7 @@ def make_regular(
     d_in = _check_int("input_dim", input_dim, 1)
     d_out = _check_int("output_dim", output_dim, 1)
     n = _check_int("num_samples", num_samples, 1)
-    noise_std = _check_positive("noise_std", noise_std)
+    noise_std = _check_noise_std(noise_std)
     input_std = _check_positive("input_std", input_std)
     params, data = _sample_regular(
         _as_key(key), noise_std, input_std, shape=(d_in, d_out), bias=bool(bias), num_samples=n, dtype=jnp.dtype(dtype)
@@ -439,7 +446,7 @@ def make_normal_crossing(
     """
     powers = _check_powers(powers)
     n = _check_int("num_samples", num_samples, 1)
-    noise_std = _check_positive("noise_std", noise_std)
+    noise_std = _check_noise_std(noise_std)
     input_std = _check_positive("input_std", input_std)
     key_x, key_eps = jax.random.split(_as_key(key))
 

@@ -160,11 +160,16 @@ def test_generators_reject_bad_inputs():
     with pytest.raises(ValueError, match="num_samples"):
         make_dln(0, (3, 2, 3), 1, num_samples=0)
     with pytest.raises(ValueError, match="noise_std"):
-        make_regular(0, 3, 2, num_samples=10, noise_std=0.0)
+        make_regular(0, 3, 2, num_samples=10, noise_std=-1.0)
     with pytest.raises(ValueError, match="rank"):
         make_rrr(0, 3, 2, 4, 3, num_samples=10)
     with pytest.raises(ValueError, match="key"):
         make_normal_crossing("seed", (1, 2), num_samples=10)
+
+
+def test_noise_free_data_is_exactly_realizable():
+    prob = make_dln(0, (4, 3, 5), 2, num_samples=64, noise_std=0.0)
+    np.testing.assert_allclose(prob.loss_fn(prob.params, prob.data), 0.0, atol=1e-10)
 
 
 # ----------------------------------------------------------------------------- generators
