@@ -111,7 +111,7 @@ def mask_matches(mask: Any, params: Any) -> None:
         raise ValueError("mask selects no parameters to sample; set at least one entry to True.")
 
 
-def loss_output(loss_fn: Callable, params: Any, data: Any, batch_size: int) -> None:
+def loss_output(loss_fn: Callable, params: Any, data: Any, batch_size: int, name: str = "data") -> None:
     """Trace (not compile) loss_fn on a batch-shaped placeholder and check its output.
 
     `params` and `data` are already jax arrays (estimate_llc converts them first).
@@ -122,7 +122,7 @@ def loss_output(loss_fn: Callable, params: Any, data: Any, batch_size: int) -> N
         out = jax.eval_shape(loss_fn, abstract_params, batch)
     except Exception as e:  # the user's code failed: say where, keep their error as the cause
         raise ValueError(
-            f"loss_fn(params, batch) failed when traced with a batch of {batch_size} samples "
+            f"loss_fn(params, batch) failed when traced with a batch of {batch_size} samples of {name} "
             f"({type(e).__name__}: {e}). loss_fn must take the params pytree and a batch pytree "
             "shaped like data with leading axis batch_size, and return per-sample losses."
         ) from e

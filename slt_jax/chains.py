@@ -92,39 +92,56 @@ def draw_minibatch(key: jax.Array, data: Any, plan: RunPlan) -> Any:
     return jax.tree.map(lambda x: x[idx], data)
 
 
-def full_data_mean_loss(per_sample_loss: Callable, plan: RunPlan) -> Callable:
-    """L_n(w) over all of `data`, in chunks of plan.eval_chunk to bound activation memory.
+def chunked_per_sample(raw_loss: Callable, num_samples: int, chunk: int) -> Callable:
+    """Per-sample losses over a whole data set, evaluated in chunks of `chunk` samples.
 
-    The last chunk is padded (repeating the final sample) and the padding weighted out.
+    `raw_loss(sampled, frozen, batch)` returns the loss function's own output, (B,) or
+    (B, T, ...); the result has shape (num_samples, ...). Chunks bound activation memory; the
+    last one is padded by repeating the final sample and the padding is cut off.
     """
-    n, chunk = plan.num_samples, plan.eval_chunk
-    num_chunks = math.ceil(n / chunk)
-    pad = num_chunks * chunk - n
+    num_chunks = math.ceil(num_samples / chunk)
+    pad = num_chunks * chunk - num_samples
 
-    def loss_at(sampled, frozen, data):
+    def losses_at(sampled, frozen, data):
         if num_chunks == 1:
-            return jnp.mean(per_sample_loss(sampled, frozen, data))
+            return raw_loss(sampled, frozen, data)
 
         def chunked(x):
             x = jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) if pad else x
             return x.reshape((num_chunks, chunk) + x.shape[1:])
 
-        weights = (jnp.arange(num_chunks * chunk) < n).reshape(num_chunks, chunk)
+        out = jax.lax.map(lambda b: raw_loss(sampled, frozen, b), jax.tree.map(chunked, data))
+        return out.reshape((num_chunks * chunk,) + out.shape[2:])[:num_samples]
 
-        def chunk_sum(args):
-            batch, w = args
-            return jnp.sum(jnp.where(w, per_sample_loss(sampled, frozen, batch), 0.0))
+    return losses_at
 
-        return jnp.sum(jax.lax.map(chunk_sum, (jax.tree.map(chunked, data), weights))) / n
 
-    return loss_at
+def mean_per_sample(losses: jax.Array) -> jax.Array:
+    """(B, T, ...) per-token losses -> (B,): each sample's mean, so every token weighs the same."""
+    return losses.reshape(losses.shape[0], -1).mean(axis=1)
+
+
+class DrawRecord(NamedTuple):
+    """Recorded at every draw, per chain (cheap reductions of what the step computes anyway)."""
+
+    loss: jax.Array  # minibatch mean loss before the draw's update
+    grad_norm: jax.Array  # ||∇L_B(w)|| over the sampled coordinates
+    distance: jax.Array  # ||w - w*||
+
+
+class BlockRecord(NamedTuple):
+    """Recorded at the first draw of every block of `eval_every` draws, per chain."""
+
+    full_loss: jax.Array  # L_n(w) on the full data
+    mala: jax.Array  # MALA acceptance of an SGLD probe move from w (diagnostic only)
+    per_sample: dict  # name -> per-sample losses on that evaluation set, (m, ...) per chain
 
 
 class Programs(NamedTuple):
     """The compiled pieces of one run. States are batched over chains on axis 0."""
 
     init: Callable  # (center_sampled, num_chains) -> kernel states
-    draws: Callable  # (states, keys, first_draw, frozen, data, posterior) -> (states, losses[D, C], eval[B, C])
+    draws: Callable  # (states, keys, first_draw, frozen, data, eval_sets, posterior) -> (states, DrawRecord, BlockRecord)
     full_loss: Callable  # (sampled, frozen, data) -> L_n
 
 
@@ -138,12 +155,27 @@ def first_draw_index(plan: RunPlan) -> int:
     return -math.ceil(burn_draws / plan.block_draws) * plan.block_draws
 
 
-def build_programs(per_sample_loss: Callable, kernel: Kernel, plan: RunPlan) -> Programs:
-    """Jitted programs for `plan`. Pure: nothing here touches files, progress bars or devices."""
-    full_loss = full_data_mean_loss(per_sample_loss, plan)
-    value_and_grad = jax.value_and_grad(
-        lambda sampled, frozen, batch: jnp.mean(per_sample_loss(sampled, frozen, batch))
+def build_programs(raw_loss: Callable, kernel: Kernel, plan: RunPlan, step_size: float) -> Programs:
+    """Jitted programs for `plan`. Pure: nothing here touches files, progress bars or devices.
+
+    raw_loss(sampled, frozen, batch) is the user's loss on the sampled leaves, (B,) or (B, T).
+    step_size is the SGLD ε of the MALA probe.
+    """
+    from slt_jax.kernels import langevin_update, tree_normal
+    from slt_jax.observables import mala_acceptance
+    from slt_jax.posterior import apply_element_mask, potential_grad
+
+    def mean_loss(sampled, frozen, batch):
+        return jnp.mean(mean_per_sample(raw_loss(sampled, frozen, batch)))
+
+    full_per_sample = chunked_per_sample(
+        lambda s, f, b: mean_per_sample(raw_loss(s, f, b)), plan.num_samples, plan.eval_chunk
     )
+
+    def full_loss(sampled, frozen, data):
+        return jnp.mean(full_per_sample(sampled, frozen, data))
+
+    value_and_grad = jax.value_and_grad(mean_loss)
     stop = plan.num_burnin + plan.num_draws * plan.thin
     nan_per_chain = jnp.full((plan.num_chains,), jnp.nan, jnp.float32)
 
@@ -152,45 +184,87 @@ def build_programs(per_sample_loss: Callable, kernel: Kernel, plan: RunPlan) -> 
         batch = draw_minibatch(batch_key, data, plan)
         # The loss is recorded at the position *before* this step's update (estimators.md §3).
         loss, grad = value_and_grad(state.position, frozen, batch)
+        record = DrawRecord(
+            loss.astype(jnp.float32),
+            _norm(apply_element_mask(posterior.element_mask, grad)),
+            _norm(jax.tree.map(jnp.subtract, state.position, posterior.center)),
+        )
         state, _ = kernel.step(kernel_key, state, grad, posterior)
-        return state, loss.astype(jnp.float32)
+        return state, record
 
     all_chains_step = jax.vmap(one_chain_step, in_axes=(0, 0, None, None, None, None))
+    nan_record = DrawRecord(nan_per_chain, nan_per_chain, nan_per_chain)
 
-    def draws(states, keys, first_draw, frozen, data, posterior):
+    def potential(position, frozen, batch, posterior):
+        loss, grad = value_and_grad(position, frozen, batch)
+        u = posterior.nbeta * loss + 0.5 * posterior.localization * _norm(
+            jax.tree.map(jnp.subtract, position, posterior.center)
+        ) ** 2
+        grad_u = apply_element_mask(posterior.element_mask, potential_grad(posterior, position, grad))
+        return u, grad_u
+
+    def mala_probe(position, key, frozen, data, posterior):
+        """α of one SGLD proposal from `position` on one minibatch (estimators.md §4); not taken."""
+        batch_key, noise_key = jax.random.split(key)
+        batch = draw_minibatch(batch_key, data, plan)
+        u, grad_u = potential(position, frozen, batch, posterior)
+        eps = jax.tree.map(lambda _: step_size, position)
+        proposal = langevin_update(position, grad_u, tree_normal(noise_key, position), eps, posterior.element_mask)
+        u_new, grad_u_new = potential(proposal, frozen, batch, posterior)
+        return mala_acceptance(position, grad_u, u, proposal, grad_u_new, u_new, step_size)
+
+    def evaluate(states, keys, block_first_draw, frozen, data, eval_sets, posterior):
+        positions = states.position
+        full = jax.vmap(full_loss, in_axes=(0, None, None))(positions, frozen, data)
+        probe_keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, block_first_draw), 0x4D414C41))(keys)
+        mala = jax.vmap(mala_probe, in_axes=(0, 0, None, None, None))(positions, probe_keys, frozen, data, posterior)
+        per_sample = {
+            name: jax.vmap(chunked_per_sample(raw_loss, _num_samples(es), plan.eval_chunk), in_axes=(0, None, None))(
+                positions, frozen, es
+            ).astype(jnp.float32)
+            for name, es in eval_sets.items()
+        }
+        return BlockRecord(full.astype(jnp.float32), mala.astype(jnp.float32), per_sample)
+
+    def draws(states, keys, first_draw, frozen, data, eval_sets, posterior):
         def guarded_step(states, step):
             # Steps outside [0, stop) (before a burn-in that is not a multiple of thin, or
             # past the end in the last segment) leave the states untouched.
             return jax.lax.cond(
                 (step >= 0) & (step < stop),
                 lambda s: all_chains_step(s, keys, step, frozen, data, posterior),
-                lambda s: (s, nan_per_chain),
+                lambda s: (s, nan_record),
                 states,
             )
 
         def one_draw(states, draw):
             first = plan.num_burnin + draw * plan.thin
-            states, losses = jax.lax.scan(guarded_step, states, first + jnp.arange(plan.thin))
-            return states, losses[0]
+            states, records = jax.lax.scan(guarded_step, states, first + jnp.arange(plan.thin))
+            return states, jax.tree.map(lambda r: r[0], records)
 
-        def evaluate(states):
-            return jax.vmap(full_loss, in_axes=(0, None, None))(states.position, frozen, data).astype(
-                jnp.float32
-            )
+        def skipped_block(states):
+            shapes = jax.eval_shape(evaluate, states, keys, first_draw, frozen, data, eval_sets, posterior)
+            return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
 
         def one_block(states, block_first_draw):
             if plan.eval_every is None:
-                evaluated = nan_per_chain
+                evaluated = skipped_block(states)
             else:
                 in_range = (block_first_draw >= 0) & (block_first_draw < plan.num_draws)
-                evaluated = jax.lax.cond(in_range, evaluate, lambda s: nan_per_chain, states)
+                evaluated = jax.lax.cond(
+                    in_range,
+                    lambda s: evaluate(s, keys, block_first_draw, frozen, data, eval_sets, posterior),
+                    skipped_block,
+                    states,
+                )
             draw_idx = block_first_draw + jnp.arange(plan.block_draws)
-            states, losses = jax.lax.scan(one_draw, states, draw_idx)
-            return states, (losses, evaluated)
+            states, records = jax.lax.scan(one_draw, states, draw_idx)
+            return states, (records, evaluated)
 
         block_starts = first_draw + plan.block_draws * jnp.arange(plan.draw_blocks_per_segment)
-        states, (losses, evaluated) = jax.lax.scan(one_block, states, block_starts)
-        return states, losses.reshape((plan.segment_draws, plan.num_chains)), evaluated
+        states, (records, evaluated) = jax.lax.scan(one_block, states, block_starts)
+        records = jax.tree.map(lambda r: r.reshape((plan.segment_draws, plan.num_chains)), records)
+        return states, records, evaluated
 
     def init(center, num_chains):
         return jax.vmap(kernel.init)(
@@ -204,15 +278,23 @@ def build_programs(per_sample_loss: Callable, kernel: Kernel, plan: RunPlan) -> 
     )
 
 
+def _norm(tree) -> jax.Array:
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
+
+
+def _num_samples(data) -> int:
+    return jax.tree.leaves(data)[0].shape[0]
+
+
 @dataclass
 class RunOutput:
     """Host-side record of a run (numpy arrays, chains on axis 0)."""
 
-    draw_loss: np.ndarray  # (chains, draws): minibatch loss at each draw, before its update
-    burnin_loss: np.ndarray  # (chains, burn-in draws): same during burn-in, thinned alike
-    eval_loss: np.ndarray  # (chains, num_evals): full-data loss L_n at evaluated draws
-    eval_draws: np.ndarray  # (num_evals,): draw index of each evaluation
-    first_bad_draw: np.ndarray  # (chains,): first draw (negative: burn-in) with a non-finite loss, or None
+    draws: DrawRecord  # each (chains, draws): at the post-burn-in draws
+    burnin: DrawRecord  # each (chains, burn-in draws): on the draws' thinning grid
+    blocks: BlockRecord  # full_loss, mala: (chains, evals); per_sample[name]: (chains, evals, m, ...)
+    eval_draws: np.ndarray  # (evals,): the draw index of each evaluation
+    first_bad_draw: list  # per chain: first draw (negative: burn-in) with a non-finite loss, or None
     compile_s: float
     sampling_s: float
     final_states: Any
@@ -225,14 +307,15 @@ def run_chains(
     center: list,
     frozen: list,
     data: Any,
+    eval_sets: dict,
     posterior: Posterior,
     seed: int,
     progress: bool = True,
 ) -> RunOutput:
     """Drive the compiled draw program segment by segment: the orchestration edge.
 
-    Between segments the progress bar advances and non-finite chains are noted. The program
-    is compiled ahead of time so that compile and sampling time are reported separately.
+    Between segments the progress bar advances; results move to host memory. The program is
+    compiled ahead of time so that compile and sampling time are reported separately.
     """
     import time
 
@@ -243,19 +326,20 @@ def run_chains(
     start = first_draw_index(plan)
 
     t0 = time.perf_counter()
-    draw_exec = programs.draws.lower(states, keys, jnp.int32(start), frozen, data, posterior).compile()
+    draw_exec = programs.draws.lower(
+        states, keys, jnp.int32(start), frozen, data, eval_sets, posterior
+    ).compile()
     compile_s = time.perf_counter() - t0
 
     bar = tqdm(total=plan.total_steps, disable=not progress, unit="step", desc="sampling", leave=False)
-    first_bad = np.full(plan.num_chains, np.iinfo(np.int64).min, np.int64)
-    losses_out, evals = [], []
+    draw_parts, block_parts = [], []
     t0 = time.perf_counter()
     draw = start
     while draw < plan.num_draws:
-        states, losses, evaluated = draw_exec(states, keys, jnp.int32(draw), frozen, data, posterior)
+        states, records, evaluated = draw_exec(states, keys, jnp.int32(draw), frozen, data, eval_sets, posterior)
         take = min(plan.segment_draws, plan.num_draws - draw)
-        losses_out.append(np.asarray(losses)[:take].T)
-        evals.append(np.asarray(evaluated).T)
+        draw_parts.append(jax.tree.map(lambda r: np.asarray(r)[:take].T, records))
+        block_parts.append(jax.tree.map(lambda r: np.swapaxes(np.asarray(r), 0, 1), evaluated))
         steps_before = plan.num_burnin + draw * plan.thin
         draw += take
         bar.update(min(plan.total_steps, plan.num_burnin + draw * plan.thin) - max(0, steps_before))
@@ -263,21 +347,21 @@ def run_chains(
     sampling_s = time.perf_counter() - t0
     bar.close()
 
-    all_losses = np.concatenate(losses_out, axis=1)  # draws start..num_draws-1
+    records = jax.tree.map(lambda *r: np.concatenate(r, axis=1), *draw_parts)
     draw_index = np.arange(start, plan.num_draws)
     # Burn-in "draws" whose first step is negative were skipped entirely: drop them.
     real = plan.num_burnin + draw_index * plan.thin >= 0
-    all_losses, draw_index = all_losses[:, real], draw_index[real]
-    first_bad = _first_bad(all_losses, draw_index)
-    block_index = start + plan.block_draws * np.arange(sum(e.shape[1] for e in evals))
-    eval_all = np.concatenate(evals, axis=1)
+    records = jax.tree.map(lambda r: r[:, real], records)
+    draw_index = draw_index[real]
+    blocks = jax.tree.map(lambda *r: np.concatenate(r, axis=1), *block_parts)
+    block_index = start + plan.block_draws * np.arange(blocks.full_loss.shape[1])
     kept = (block_index >= 0) & (block_index < plan.num_draws) & (plan.eval_every is not None)
     return RunOutput(
-        draw_loss=all_losses[:, draw_index >= 0],
-        burnin_loss=all_losses[:, draw_index < 0],
-        eval_loss=eval_all[:, kept],
+        draws=jax.tree.map(lambda r: r[:, draw_index >= 0], records),
+        burnin=jax.tree.map(lambda r: r[:, draw_index < 0], records),
+        blocks=jax.tree.map(lambda r: r[:, kept], blocks),
         eval_draws=block_index[kept],
-        first_bad_draw=first_bad,
+        first_bad_draw=_first_bad(records.loss, draw_index),
         compile_s=compile_s,
         sampling_s=sampling_s,
         final_states=states,

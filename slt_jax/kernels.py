@@ -133,10 +133,213 @@ def rmsprop_sgld_devinterp(step_size: float, *, beta2: float = 0.99, eps_stabili
     )
 
 
+# --- Adam-preconditioned SGLD ------------------------------------------------------------
+
+
+class AdamSGLDState(NamedTuple):
+    position: Params
+    first_moment: Params  # m_t, per coordinate
+    square_avg: Params  # v_t, per coordinate
+    count: jax.Array  # number of completed updates t
+
+
+def adam_sgld(
+    step_size: float,
+    *,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps_stabilizer: float = 1e-8,
+    initial_square_avg: float = 1.0,
+    bias_correction: bool = True,
+) -> Kernel:
+    """Adam-preconditioned SGLD (estimators.md §2): RMSProp-SGLD with a first moment in the drift.
+
+    Step size ε follows the SGLD convention of Lau et al. / devinterp (drift ε/2, noise
+    sqrt(ε)). Per coordinate, with g_t the minibatch *loss* gradient (never the localization
+    term) and t counting updates from 1:
+        m_t = β1 m_{t-1} + (1-β1) g_t,     m_{-1} = 0,  m̂_t = m_t / (1 - β1^t)
+        v_t = β2 v_{t-1} + (1-β2) g_t²,    v_{-1} = initial_square_avg (1), v̂_t = v_t / (1 - β2^t)
+        ε_t = ε / (sqrt(v̂_t) + a)
+        w ← w - (ε_t/2) (nβ m̂_t + γ (w - w*)) + sqrt(ε_t) ξ
+    i.e. exactly `rmsprop_sgld` (same v, v_{-1} = 1 and bias correction, as in Hitchcock &
+    Hoogland, arXiv 2507.21449) with nβ g_t replaced by nβ m̂_t. `bias_correction=False`
+    drops both corrections.
+
+    Defaults β1 = 0.9, β2 = 0.999, a = 1e-8 are Adam's (Kingma & Ba, ICLR 2015), so that
+    "Adam-SGLD" with default constants means Adam's constants. a only matters where
+    sqrt(v̂_t) ≲ a, i.e. on coordinates whose loss gradient has stayed ~0 for ≳ log(a²)/log(β2)
+    steps (v_{-1} = 1 decays as β2^t); there ε_t ≈ ε/a is huge whatever a is (1e-8 or pSGLD's
+    1e-5), and the localization drift alone then diverges once ε_t γ > 4. Raise a (e.g. 0.1,
+    devinterp's RMSProp value) if the model has such dead coordinates.
+
+    Bias (measured in tests/test_samplers.py on a Gaussian): the drift uses a gradient averaged
+    over ~β1/(1-β1) = 9 past steps, so the stationary variance is inflated by roughly
+    (1 + 4 ε_t·curvature) at β1 = 0.9 (+4% at ε_t·curvature = 0.01, +16% at 0.04; SGLD's is
+    +ε·curvature/4), on top of the position-dependent-preconditioner bias of `rmsprop_sgld`.
+    """
+
+    def init(position: Params) -> AdamSGLDState:
+        return AdamSGLDState(
+            position,
+            jax.tree.map(jnp.zeros_like, position),
+            jax.tree.map(lambda x: jnp.full_like(x, initial_square_avg), position),
+            jnp.zeros((), jnp.int32),
+        )
+
+    def step(key, state: AdamSGLDState, loss_grad, posterior: Posterior):
+        t = state.count + 1
+        tf = t.astype(jnp.float32)
+        m = jax.tree.map(lambda m, g: beta1 * m + (1.0 - beta1) * g, state.first_moment, loss_grad)
+        v = jax.tree.map(lambda v, g: beta2 * v + (1.0 - beta2) * g * g, state.square_avg, loss_grad)
+        m_correction = (1.0 - beta1**tf) if bias_correction else 1.0
+        v_correction = (1.0 - beta2**tf) if bias_correction else 1.0
+        m_hat = jax.tree.map(lambda m: m / m_correction, m)
+        eps_t = jax.tree.map(lambda v: step_size / (jnp.sqrt(v / v_correction) + eps_stabilizer), v)
+        # ∇U with the loss gradient replaced by its bias-corrected first moment.
+        grad_u = potential_grad(posterior, state.position, m_hat)
+        noise = tree_normal(key, state.position)
+        new = langevin_update(state.position, grad_u, noise, eps_t, posterior.element_mask)
+        return AdamSGLDState(new, m, v, t), {}
+
+    return Kernel(init, step)
+
+
+# --- Momentum samplers: SGHMC and SGNHT -------------------------------------------------------
+#
+# Both use the "SGD with momentum" form of Chen, Fox & Guestrin (2014, eq. 15): the momentum
+# v is the displacement of the next step (w ← w + v), η is the learning rate and α the
+# friction per step. The physical variables are v = h p (unit mass M = I, time step h) and
+# η = h², α = h·C. With η = ε/2 and α = 1 the update is exactly SGLD with step size ε
+# (v ← -(ε/2)∇U + sqrt(ε) ξ, w ← w + v), so ε transfers between SGLD and the momentum
+# samplers; at stationarity v ~ N(0, η I), i.e. p = v/sqrt(η) has unit kinetic temperature.
+
+
+def _masked_add(element_mask, base, delta):
+    return jax.tree.map(jnp.add, base, apply_element_mask(element_mask, delta))
+
+
+class SGHMCState(NamedTuple):
+    position: Params
+    momentum: Params  # v, the displacement of the next step (units of w)
+
+
+def sghmc(step_size: float, *, friction: float = 0.01, noise_estimate: float = 0.0) -> Kernel:
+    """SGHMC (Chen, Fox & Guestrin, ICML 2014) with persistent momentum, eq. 15 form.
+
+        v ← (1 - α) v - η ∇U(w) + sqrt(2 (α - β̂) η) ξ,   w ← w + v,    η = ε/2
+
+    ε is SGLD's step size (drift ε/2, noise sqrt(ε)): with α = 1 this *is* the SGLD step, so
+    a working SGLD ε transfers. Stationary law over w: ∝ exp(-U) (exact as ε → 0; v ~ N(0, ηI)).
+    The momentum starts at 0 (`init` has no key) and is never resampled (BlackJAX's SGHMC
+    redraws it every step, which makes it an HMC-flavoured SGLD rather than CFG's SGHMC).
+
+    friction α (default 0.01): CFG's recommended small value (§4, their α ∈ {0.01, 0.1} with
+    β̂ = 0), also BlackJAX's and devinterp's default. α is per step and dimensionless (CFG's
+    α = ηM⁻¹C in physical units). Smaller α = longer momentum memory: faster travel along flat
+    directions (diffusion ≈ η/α per step there, vs η for SGLD), slower damping of oscillations.
+    noise_estimate β̂ (default 0, CFG's practical choice): an estimate of the gradient-noise
+    contribution η·V̂/2 subtracted from the injected noise; must satisfy 0 ≤ β̂ ≤ α.
+    Discretization bias on a Gaussian of curvature k: Var(w) ≈ (1/k)/(1 - εk/8) for α ≪ 1
+    (SGLD: (1/k)/(1 - εk/4)).
+    """
+    if not 0.0 < friction <= 1.0:
+        raise ValueError(f"friction must be in (0, 1], got {friction}")
+    if not 0.0 <= noise_estimate <= friction:
+        raise ValueError(f"noise_estimate must be in [0, friction], got {noise_estimate}")
+    eta = 0.5 * step_size
+    noise_scale = (2.0 * (friction - noise_estimate) * eta) ** 0.5
+
+    def init(position: Params) -> SGHMCState:
+        return SGHMCState(position, jax.tree.map(jnp.zeros_like, position))
+
+    def step(key, state: SGHMCState, loss_grad, posterior: Posterior):
+        grad_u = potential_grad(posterior, state.position, loss_grad)
+        noise = tree_normal(key, state.position)
+        dv = jax.tree.map(
+            lambda v, g, xi: -friction * v - eta * g + noise_scale * xi, state.momentum, grad_u, noise
+        )
+        v = _masked_add(posterior.element_mask, state.momentum, dv)
+        w = _masked_add(posterior.element_mask, state.position, v)
+        return SGHMCState(w, v), {}
+
+    return Kernel(init, step)
+
+
+class SGNHTState(NamedTuple):
+    position: Params
+    momentum: Params  # v, the displacement of the next step (units of w), as in SGHMC
+    thermostat: jax.Array  # ζ = h·ξ, the current friction per step
+
+
+def _num_sampled(element_mask, like) -> jax.Array:
+    counts = jax.tree.map(
+        lambda m, x: jnp.asarray(jnp.size(x), jnp.float32) if m is None else jnp.sum(m).astype(jnp.float32),
+        element_mask,
+        like,
+        is_leaf=lambda x: x is None,
+    )
+    return sum(jax.tree.leaves(counts))
+
+
+def sgnht(step_size: float, *, diffusion: float = 0.01, initial_thermostat: float | None = None) -> Kernel:
+    """SGNHT (Ding, Fang, Babbush, Chen, Skeel & Neven, NeurIPS 2014), with the thermostat force.
+
+    Ding et al.'s Algorithm 1 (momentum p, time step h, diffusion A, thermostat ξ, d sampled
+    coordinates):
+        p ← p - ξ h p - h ∇U(w) + sqrt(2 A h) N(0, I);  w ← w + h p;  ξ ← ξ + h (p·p/d - 1)
+    written in the SGHMC "SGD with momentum" units v = h p, η = h² = ε/2, α = A h, ζ = h ξ:
+        v ← (1 - ζ) v - η ∇U(w) + sqrt(2 α η) ξ_noise
+        w ← w + v
+        ζ ← ζ + (mean(v²) - η)          [= h·h(mean(p²) - 1): kinetic temperature target 1]
+    ε is SGLD's step size (η = ε/2): with ζ frozen at 1 this is the SGLD step. With ζ frozen at
+    α it is `sghmc`; the thermostat instead adapts the friction until the kinetic temperature
+    mean(p²) = mean(v²)/η is 1, which absorbs unknown gradient noise. The −ζ v force is applied
+    (devinterp's `SGMCMC.sgnht` updates a thermostat but drops this force). The target 1 is not
+    a tunable constant: another value would sample exp(-U/T). With an element mask, mean(v²)
+    averages only over sampled coordinates (masked v stays 0), d = number of sampled coordinates.
+
+    diffusion α (default 0.01; devinterp's `diffusion_factor` and BlackJAX's `alpha` default,
+    there in the same per-step role as devinterp's): the injected noise, per step and
+    dimensionless (paper's A = α/h). initial_thermostat ζ_0 (default None = α, the paper's
+    ξ_0 = A). The momentum starts at 0 (`init` has no key; the paper draws p_0 ~ N(0, I)), so
+    the thermostat first cools (ζ decreases) until the kinetic energy has built up.
+    devinterp's SGNHT `lr` is our η = ε/2.
+    """
+    if diffusion < 0.0:
+        raise ValueError(f"diffusion must be >= 0, got {diffusion}")
+    eta = 0.5 * step_size
+    noise_scale = (2.0 * diffusion * eta) ** 0.5
+    zeta0 = diffusion if initial_thermostat is None else initial_thermostat
+
+    def init(position: Params) -> SGNHTState:
+        dtype = jnp.result_type(*jax.tree.leaves(position))
+        return SGNHTState(position, jax.tree.map(jnp.zeros_like, position), jnp.asarray(zeta0, dtype))
+
+    def step(key, state: SGNHTState, loss_grad, posterior: Posterior):
+        zeta = state.thermostat
+        grad_u = potential_grad(posterior, state.position, loss_grad)
+        noise = tree_normal(key, state.position)
+        dv = jax.tree.map(
+            lambda v, g, xi: -zeta * v - eta * g + noise_scale * xi, state.momentum, grad_u, noise
+        )
+        v = _masked_add(posterior.element_mask, state.momentum, dv)
+        w = _masked_add(posterior.element_mask, state.position, v)
+        sq = apply_element_mask(posterior.element_mask, jax.tree.map(jnp.square, v))
+        sum_sq = sum(jnp.sum(x) for x in jax.tree.leaves(sq))
+        mean_sq = sum_sq / _num_sampled(posterior.element_mask, v)
+        new_zeta = zeta + (mean_sq - eta).astype(zeta.dtype)
+        return SGNHTState(w, v, new_zeta), {}
+
+    return Kernel(init, step)
+
+
 SAMPLERS: dict[str, Callable[..., Kernel]] = {
     "sgld": sgld,
     "rmsprop_sgld": rmsprop_sgld,
     "rmsprop_sgld_devinterp": rmsprop_sgld_devinterp,
+    "adam_sgld": adam_sgld,
+    "sghmc": sghmc,
+    "sgnht": sgnht,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable
 
 import jax
@@ -11,9 +12,10 @@ import numpy as np
 import xarray as xr
 
 from slt_jax import _validate as check
-from slt_jax.chains import BATCH_SAMPLING, RunPlan, build_programs, plan_segments, run_chains
+from slt_jax.chains import BATCH_SAMPLING, RunOutput, RunPlan, build_programs, plan_segments, run_chains
+from slt_jax.health import ChainHealth, assess_chains
 from slt_jax.kernels import SAMPLERS, Kernel, make_kernel
-from slt_jax.posterior import NBETA_RULES, Posterior, make_partition, resolve_nbeta, sampled_per_sample_loss
+from slt_jax.posterior import NBETA_RULES, Posterior, make_partition, resolve_nbeta, sampled_loss
 from slt_jax.result import CONVENTIONS, LLCResult, encode_attrs
 
 
@@ -34,6 +36,7 @@ def estimate_llc(
     sampler_kwargs: dict | None = None,
     seed: int = 0,
     mask: Any = None,
+    eval_sets: dict[str, Any] | None = None,
     eval_every: int | str | None = "auto",
     eval_chunk: int | None = None,
     batch_sampling: str = "with_replacement",
@@ -60,8 +63,12 @@ def estimate_llc(
       seed: chain c uses fold_in(key(seed), c): same seed, same result.
       mask: optional pytree like params of bools / boolean arrays: what is sampled; the rest
         stays frozen at w* (weight-refined LLC). See `adapters.mask_from_paths`.
-      eval_every: draws between full-data loss evaluations, used for the variance-based
-        estimate. "auto": ceil(n / (B·thin)), which keeps evaluation at about a third of the
+      eval_sets: named evaluation data sets {name: data pytree with its own leading axis m};
+        their per-sample (or per-token) losses are computed inside the program at every
+        evaluation and stored as `<name>_losses` with dims (chain, eval_draw, <name>_sample
+        [, <name>_token]). Host memory: chains × evaluations × m (× T) × 4 bytes.
+      eval_every: draws between evaluations (full-data loss for the variance-based estimate,
+        MALA probe, eval sets). "auto": ceil(n / (B·thin)), which keeps evaluation at about a third of the
         sampling cost. None: never.
       eval_chunk: samples per chunk of the full-data loss (memory bound); default
         min(n, max(B, 2048)).
@@ -112,11 +119,21 @@ def estimate_llc(
     )
     if segment_steps is not None:
         segment_steps = check.integer("segment_steps", segment_steps, minimum=1)
+    eval_sets = dict(eval_sets or {})
+    for name, es in eval_sets.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"eval_sets keys must be identifiers (they name result variables); got {name!r}.")
+        check.data_size(es, name=f"eval_sets[{name!r}]")
+    if eval_sets and eval_every is None:
+        raise ValueError("eval_sets need evaluations: set eval_every to an integer (or 'auto'), not None.")
     check.mask_matches(mask, params)
     check.finite_params(params)
     params = jax.tree.map(jnp.asarray, params)
     data = jax.tree.map(jnp.asarray, data)
     check.loss_output(loss_fn, params, data, batch_size)
+    eval_sets = {k: jax.tree.map(jnp.asarray, v) for k, v in eval_sets.items()}
+    for name, es in eval_sets.items():
+        check.loss_output(loss_fn, params, es, min(batch_size, check.data_size(es)), name=f"eval_sets[{name!r}]")
 
     if kernel is None:
         kernel = make_kernel(sampler_name, step_size, **(sampler_kwargs or {}))
@@ -144,19 +161,22 @@ def estimate_llc(
         eval_chunk=min(eval_chunk, n),
         draw_blocks_per_segment=blocks,
     )
-    programs = build_programs(sampled_per_sample_loss(loss_fn, partition), kernel, plan)
+    programs = build_programs(sampled_loss(loss_fn, partition), kernel, plan, step_size)
     init_loss = float(programs.full_loss(center, frozen, data))
     if not math.isfinite(init_loss):
         raise ValueError(f"the full-data loss at w* is {init_loss}; check loss_fn and params.")
 
     # ---- run ----
     out = run_chains(
-        programs, plan, center=center, frozen=frozen, data=data, posterior=posterior,
-        seed=seed, progress=progress,
+        programs, plan, center=center, frozen=frozen, data=data, eval_sets=eval_sets,
+        posterior=posterior, seed=seed, progress=progress,
     )
 
     # ---- label ----
-    healthy, reasons = chain_health(out.first_bad_draw, num_burnin, thin)
+    health = assess_chains(
+        out.draws.loss, out.burnin.loss, out.blocks.full_loss, init_loss, nbeta_value,
+        out.first_bad_draw, num_burnin, thin,
+    )
     attrs = dict(
         init_loss=init_loss,
         nbeta=nbeta_value,
@@ -177,7 +197,9 @@ def estimate_llc(
         masked=mask is not None,
         seed=seed,
         eval_every=eval_every,
+        eval_sets=sorted(eval_sets),
         key_derivation="chain c, step s: fold_in(fold_in(key(seed), c), s)",
+        mala="acceptance of one SGLD probe move (ε = step_size, same minibatch) at each evaluation; not taken",
         conventions=CONVENTIONS,
         compile_s=out.compile_s,
         sampling_s=out.sampling_s,
@@ -186,47 +208,46 @@ def estimate_llc(
         jax_version=jax.__version__,
         backend=jax.default_backend(),
     )
-    ds = xr.Dataset(
-        {
-            "loss": (("chain", "draw"), out.draw_loss),
-            "burnin_loss": (("chain", "burnin_draw"), out.burnin_loss),
-            "eval_loss": (("chain", "eval_draw"), out.eval_loss),
-            "healthy": (("chain",), healthy),
-            "health_reason": (("chain",), np.asarray(reasons, dtype=str)),
-        },
-        coords={
-            "chain": np.arange(num_chains),
-            "draw": np.arange(num_draws),
-            "burnin_draw": np.arange(out.burnin_loss.shape[1]),
-            "eval_draw": out.eval_draws,
-        },
-        attrs=encode_attrs(attrs),
-    )
-    result = LLCResult(ds)
-    if result.num_healthy < num_chains:
-        import warnings
-
+    result = LLCResult(build_dataset(out, health, attrs))
+    excluded = [str(h) for h in health if not h.healthy]
+    if excluded:
         warnings.warn(
-            f"{num_chains - result.num_healthy} of {num_chains} chains were unhealthy and are "
-            f"excluded from the estimate: {[r for r in reasons if r]}",
+            f"{len(excluded)} of {num_chains} chains were unhealthy and are excluded from every "
+            f"summary: {excluded}",
             RuntimeWarning,
             stacklevel=2,
         )
     return result
 
 
-def chain_health(first_bad_draw: list, num_burnin: int, thin: int) -> tuple[np.ndarray, list[str]]:
-    """Per-chain verdict: a chain whose loss ever went non-finite is excluded, with the reason."""
-    healthy, reasons = [], []
-    for bad in first_bad_draw:
-        healthy.append(bad is None)
-        if bad is None:
-            reasons.append("")
-        elif bad < 0:
-            reasons.append(f"non-finite loss during burn-in (step {num_burnin + bad * thin})")
-        else:
-            reasons.append(f"non-finite loss at draw {bad}")
-    return np.asarray(healthy, bool), reasons
+def build_dataset(out: RunOutput, health: list[ChainHealth], attrs: dict) -> xr.Dataset:
+    """Label the run's arrays: dims chain/draw/burnin_draw/eval_draw (+ per eval set sample axes)."""
+    chain_draw, chain_burn, chain_eval = ("chain", "draw"), ("chain", "burnin_draw"), ("chain", "eval_draw")
+    variables = {
+        "loss": (chain_draw, out.draws.loss),
+        "grad_norm": (chain_draw, out.draws.grad_norm),
+        "distance": (chain_draw, out.draws.distance),
+        "burnin_loss": (chain_burn, out.burnin.loss),
+        "burnin_distance": (chain_burn, out.burnin.distance),
+        "eval_loss": (chain_eval, out.blocks.full_loss),
+        "mala_acceptance": (chain_eval, out.blocks.mala),
+        "healthy": (("chain",), np.array([h.healthy for h in health])),
+        "health_reason": (("chain",), np.array([h.reason for h in health], dtype=object).astype(str)),
+        "health_warnings": (("chain",), np.array(["; ".join(h.warnings) for h in health], dtype=object).astype(str)),
+    }
+    for name, losses in out.blocks.per_sample.items():
+        extra = tuple(f"{name}_{axis}" for axis in ("sample", "token", "position")[: losses.ndim - 2])
+        variables[f"{name}_losses"] = (chain_eval + extra, losses)
+    return xr.Dataset(
+        variables,
+        coords={
+            "chain": np.arange(out.draws.loss.shape[0]),
+            "draw": np.arange(out.draws.loss.shape[1]),
+            "burnin_draw": np.arange(out.burnin.loss.shape[1]),
+            "eval_draw": out.eval_draws,
+        },
+        attrs=encode_attrs(attrs),
+    )
 
 
 def _version() -> str:

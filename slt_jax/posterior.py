@@ -119,15 +119,10 @@ def make_partition(params: Params, mask: Params | None) -> Partition:
     return Partition(treedef, tuple(sampled), tuple(frozen), tuple(elem))
 
 
-def sampled_per_sample_loss(loss_fn: Callable, partition: Partition) -> Callable:
-    """Lift `loss_fn(params, batch) -> losses` to per-sample losses (B,) of the sampled leaves.
+def sampled_loss(loss_fn: Callable, partition: Partition) -> Callable:
+    """Lift `loss_fn(params, batch)` to a function of the sampled leaves (and the frozen ones)."""
 
-    Per-token losses (B, T, ...) are averaged over their trailing axes, so a sample's loss is
-    its mean token loss and the minibatch mean weighs every token equally.
-    """
+    def loss_of_sampled(sampled: list, frozen: list, batch: Any) -> jax.Array:
+        return loss_fn(partition.merge(sampled, frozen), batch)
 
-    def per_sample(sampled: list, frozen: list, batch: Any) -> jax.Array:
-        losses = loss_fn(partition.merge(sampled, frozen), batch)
-        return losses.reshape(losses.shape[0], -1).mean(axis=1)
-
-    return per_sample
+    return loss_of_sampled

@@ -69,6 +69,17 @@ class LLCResult:
         return [str(r) for r in self.dataset["health_reason"].values]
 
     @property
+    def health(self) -> list:
+        """Per-chain verdicts (ChainHealth: chain, healthy, reason, warnings)."""
+        from slt_jax.health import ChainHealth
+
+        warn = self.dataset["health_warnings"].values if "health_warnings" in self.dataset else [""] * len(self.healthy)
+        return [
+            ChainHealth(c, bool(ok), str(why), tuple(w for w in str(ws).split("; ") if w))
+            for c, (ok, why, ws) in enumerate(zip(self.healthy, self.health_reasons, warn))
+        ]
+
+    @property
     def num_healthy(self) -> int:
         return int(self.healthy.sum())
 
@@ -114,6 +125,57 @@ class LLCResult:
         good = self.llc_var_per_chain[self.healthy]
         return float(np.mean(good)) if good.size else float("nan")
 
+    @property
+    def mala_acceptance(self) -> np.ndarray:
+        """Mean MALA acceptance of the SGLD probe moves per chain, shape (chains,) (≈0.9 is healthy)."""
+        return np.nanmean(self.dataset["mala_acceptance"].values, axis=1) if self.dataset.sizes["eval_draw"] else np.full(len(self.healthy), np.nan)
+
+    @property
+    def wbic(self) -> float:
+        """WBIC = E_β[n L_n] from the full-data evaluations of healthy chains (β = 1/log n).
+
+        NaN when nβ is not n/log n: WBIC is defined at that temperature only.
+        """
+        if self.attrs["nbeta_rule"] != "n_log_n":
+            return float("nan")
+        return obs.wbic(self.dataset["eval_loss"].values[self.healthy], int(self.attrs["num_samples"]))
+
+    @property
+    def free_energy(self) -> float:
+        """Local free energy F̂ = n L_n(w*) + λ̂ log n."""
+        return obs.local_free_energy(self.init_loss, self.llc_mean, int(self.attrs["num_samples"]))
+
+    def per_sample_losses(self, name: str, *, healthy_only: bool = True) -> np.ndarray:
+        """(chains, evaluations, samples[, tokens]) losses of eval set `name` at the evaluations."""
+        key = f"{name}_losses"
+        if key not in self.dataset:
+            raise KeyError(f"no eval set {name!r}; this run has {self.attrs.get('eval_sets') or 'none'} (pass eval_sets=).")
+        values = self.dataset[key].values
+        return values[self.healthy] if healthy_only else values
+
+    def singular_fluctuation(self, name: str) -> float:
+        """ν̂ = (β/2) V_n, V_n = Σ_{i ≤ n} Var_w[l_i], from eval set `name` (m samples of the
+        training distribution; the sum is scaled by n/m, so a subset estimates the full V_n).
+        Per-token losses are averaged per sample first."""
+        losses = _per_sample(self.per_sample_losses(name))
+        return obs.singular_fluctuation(losses, self.beta) * float(self.attrs["num_samples"]) / losses.shape[-1]
+
+    def functional_variance(self, name: str) -> float:
+        """Σ_i Var_w[l_i(w)] over the samples of eval set `name` (not rescaled to n)."""
+        return obs.functional_variance(_per_sample(self.per_sample_losses(name)))
+
+    def waic(self, name: str) -> float:
+        return obs.waic(_per_sample(self.per_sample_losses(name)), self.beta)
+
+    def bif(self, train: str, query: str | None = None, kind: str = "correlation") -> np.ndarray:
+        """Bayesian influence function matrix (train samples × query samples) over the draws."""
+        q = self.per_sample_losses(query or train)
+        return obs.bif(_per_sample(self.per_sample_losses(train)), _per_sample(q), kind=kind)
+
+    @property
+    def beta(self) -> float:
+        return self.nbeta / float(self.attrs["num_samples"])
+
     def running_llc(self) -> np.ndarray:
         return obs.running_llc(self.loss_trace, self.init_loss, self.nbeta)
 
@@ -131,9 +193,15 @@ class LLCResult:
             f"compile {a['compile_s']:.2f}s   sampling {a['sampling_s']:.2f}s "
             f"({a['chain_steps_per_s']:.3g} chain-steps/s)",
         ]
-        for c, (ok, why) in enumerate(zip(self.healthy, self.health_reasons)):
-            if not ok:
-                lines.append(f"  chain {c} excluded: {why}")
+        mala = self.mala_acceptance[self.healthy]
+        if mala.size and np.isfinite(mala).any():
+            lines.append(
+                f"MALA acceptance {np.nanmean(mala):.3f} (min over chains {np.nanmin(mala):.3f})   "
+                f"WBIC {self.wbic:.6g}   free energy {self.free_energy:.6g}"
+            )
+        for h in self.health:
+            if not h.healthy or h.warnings:
+                lines.append(f"  {h}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -151,6 +219,11 @@ class LLCResult:
     def from_netcdf(cls, path: str | Path) -> "LLCResult":
         with xr.open_dataset(path, engine="h5netcdf") as ds:
             return cls(ds.load())
+
+
+def _per_sample(losses: np.ndarray) -> np.ndarray:
+    """(chains, draws, samples, tokens...) -> (chains, draws, samples): mean over tokens."""
+    return losses.reshape(losses.shape[:3] + (-1,)).mean(axis=-1) if losses.ndim > 3 else losses
 
 
 def encode_attrs(attrs: dict) -> dict:
