@@ -207,3 +207,54 @@ def test_mask_with_wrong_structure(monkeypatch):
         slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, mask={"W": True}, **BASE)
     with pytest.raises(ValueError, match="selects no parameters"):
         slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, mask={"W": False, "b": False}, **BASE)
+
+
+def test_diverged_chain_is_flagged_excluded_and_counted():
+    """A finite plateau of high loss (+100 once |w| > 1.5): chains that reach it have λ̂ far
+    above the median of the others and are excluded as diverged, with a warning, and the
+    summary says how many chains were used."""
+
+    def cliff_loss(params, batch):
+        w = params["w"][0]
+        return 0.5 * (batch * w) ** 2 + jnp.where(jnp.abs(w) > 1.5, 100.0, 0.0)
+
+    data = jnp.asarray(np.random.default_rng(0).normal(size=64), jnp.float32)
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        r = slt_jax.estimate_llc(
+            cliff_loss, {"w": jnp.zeros(1)}, data, step_size=1e-2, localization=0.0, nbeta=1.0,
+            num_chains=16, num_draws=200, batch_size=16, seed=0, progress=False,
+        )
+    bad = [h for h in r.health if not h.healthy]
+    assert bad and len(bad) < 16
+    assert all(h.reason.startswith("diverged") for h in bad)
+    assert f"chains used {r.num_healthy}/16" in r.summary()
+    assert r.llc_mean == pytest.approx(np.mean(r.llc_per_chain[r.healthy]))
+
+
+def test_irrelevant_masked_weights_give_the_same_llc_as_the_smaller_model():
+    """Weight-refined LLC equivalence (devinterp's rLLC cases): extra weights that do not enter
+    the output, frozen by the mask, leave λ̂ bitwise unchanged, because the sampled leaves and
+    their random streams are the same as the smaller model's."""
+
+    def small_loss(params, batch):
+        return linear_loss(params, batch)
+
+    def big_loss(params, batch):
+        return linear_loss({"W": params["W"], "b": params["b"]}, batch) + 0.0 * jnp.sum(params["zz_extra"])
+
+    big = {**PARAMS, "zz_extra": jnp.ones((5, 5))}
+    mask = {"W": True, "b": True, "zz_extra": False}
+    small = slt_jax.estimate_llc(small_loss, PARAMS, DATA, num_chains=2, seed=5, **BASE)
+    masked = slt_jax.estimate_llc(big_loss, big, DATA, num_chains=2, seed=5, mask=mask, **BASE)
+    np.testing.assert_array_equal(masked.llc_per_chain, small.llc_per_chain)
+    assert masked.attrs["num_params"] == small.attrs["num_params"]
+    # Sampling the irrelevant weights too changes the random streams but not λ̂'s target;
+    # sampling *only* the bias is a genuinely different (smaller) quantity.
+    bias_only = slt_jax.estimate_llc(small_loss, PARAMS, DATA, num_chains=2, seed=5, mask={"W": False, "b": True}, **BASE)
+    assert not np.allclose(bias_only.llc_per_chain, small.llc_per_chain)
+
+
+def test_element_masks_freeze_coordinates_inside_a_leaf():
+    mask = {"W": np.array([[True, False], [True, False], [True, False]]), "b": False}
+    r = slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, seed=0, mask=mask, **BASE)
+    assert r.attrs["num_params"] == 3
