@@ -25,8 +25,8 @@ class ChainHealth(NamedTuple):
         return f"chain {self.chain}: {verdict}{flags}"
 
 
-# A chain whose λ̂ exceeds the median by more than this many robust spreads (and by more than
-# the median itself) has left the basin of the other chains: excluded as diverged.
+# A chain whose λ̂ exceeds the median by more than this many robust spreads, medians and typical
+# standard errors has left the basin of the other chains: excluded as diverged.
 DIVERGENCE_SPREADS = 10.0
 # Plateau check: the last two quarters of the draws must agree to within this many standard
 # errors (batch means) or this relative tolerance, whichever is looser.
@@ -50,7 +50,8 @@ def assess_chains(
     num_chains = draw_loss.shape[0]
     llc = nbeta * (np.nanmean(np.asarray(draw_loss, np.float64), axis=1) - init_loss)
     finite = np.array([bad is None for bad in first_bad_draw])
-    diverged = _diverged(llc, finite)
+    se = np.array([batch_means_se(nbeta * np.asarray(row, np.float64)) for row in draw_loss])
+    diverged = _diverged(llc, se, finite)
     out = []
     for c in range(num_chains):
         bad = first_bad_draw[c]
@@ -66,14 +67,30 @@ def assess_chains(
     return out
 
 
-def _diverged(llc: np.ndarray, finite: np.ndarray) -> np.ndarray:
-    """Robust outlier test against the finite chains (needs at least 3 to say anything)."""
+def _diverged(llc: np.ndarray, se: np.ndarray, finite: np.ndarray) -> np.ndarray:
+    """Robust outlier test against the finite chains (needs at least 3 to say anything).
+
+    The margin is 10 times the largest of: the robust spread of λ̂ across chains, |median|,
+    and the typical (median) per-chain standard error, so minibatch noise in short chains does not
+    trip it while a chain that left the others' basin (and is noisy because of it) still does.
+    """
     if finite.sum() < 3:
         return np.zeros_like(finite)
     ref = llc[finite]
     median = np.median(ref)
     spread = 1.4826 * np.median(np.abs(ref - median))
-    return finite & (llc - median > max(DIVERGENCE_SPREADS * spread, abs(median)))
+    typical_se = float(np.nan_to_num(np.median(se[finite])))
+    margin = DIVERGENCE_SPREADS * max(spread, abs(median), typical_se)
+    return finite & (llc - median > margin)
+
+
+def batch_means_se(trace: np.ndarray, num_batches: int = 20) -> float:
+    """Standard error of a trace's mean from the means of `num_batches` contiguous batches."""
+    b = len(trace) // num_batches
+    if b < 1:
+        return float("nan")
+    means = trace[: b * num_batches].reshape(num_batches, b).mean(axis=1)
+    return float(means.std(ddof=1) / np.sqrt(num_batches))
 
 
 def _warnings(draw_loss, burnin_loss, eval_loss, init_loss, nbeta) -> tuple[str, ...]:

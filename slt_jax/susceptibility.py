@@ -1,0 +1,164 @@
+"""Susceptibilities (Baker et al., arXiv 2504.18274; estimators.md §4) from weight-restricted runs.
+
+For each component C (a mask over the params; None = all weights) one run samples the
+posterior restricted to C with the probe sets as evaluation sets. At every evaluation the
+program records L_n(w) on the training data and the per-sample losses l_z(w) of every probe
+sample; then, over the pooled draws of healthy chains,
+
+    φ_C = L_n(w) - L_n(w*),     χ_z = -nβ Cov_w[φ_C, l_z - L_n]       (slt_jax convention)
+
+convention="devinterp" reproduces devinterp v2: no nβ, plain means, and (l_z - L) centred
+with its mean under the *unrestricted* run (an extra run with mask=None if no component is
+unrestricted).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import xarray as xr
+
+from slt_jax import observables as obs
+from slt_jax.llc import estimate_llc
+from slt_jax.result import LLCResult, encode_attrs, _decode_attr
+
+
+class SusceptibilityResult:
+    """χ per (component, probe sample) with the probe set of each sample; one LLC run per component.
+
+    `.dataset`: chi (component, probe), llc (component), probe_set (probe), attrs.
+    `.runs`: component name -> LLCResult (in memory only; not saved).
+    """
+
+    def __init__(self, dataset: xr.Dataset, runs: dict[str, LLCResult] | None = None):
+        self.dataset = dataset
+        self.runs = runs or {}
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """(components, probe samples) response matrix."""
+        return self.dataset["chi"].values
+
+    @property
+    def components(self) -> list[str]:
+        return [str(c) for c in self.dataset["component"].values]
+
+    @property
+    def probe_sets(self) -> np.ndarray:
+        return self.dataset["probe_set"].values.astype(str)
+
+    def aggregate(self) -> dict[tuple[str, str], float]:
+        """Mean χ over each probe set's samples, per component: {(component, probe set): χ}."""
+        out = {}
+        for c, comp in enumerate(self.components):
+            for name in dict.fromkeys(self.probe_sets):
+                out[(comp, name)] = float(self.matrix[c, self.probe_sets == name].mean())
+        return out
+
+    def pca(self, k: int = 2):
+        """PCA of the response matrix with probe samples as observations (observables.response_pca)."""
+        return obs.response_pca(self.matrix, min(k, len(self.components)))
+
+    def to_netcdf(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.dataset.to_netcdf(path, engine="h5netcdf")
+        return path
+
+    @classmethod
+    def from_netcdf(cls, path: str | Path) -> "SusceptibilityResult":
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            return cls(ds.load())
+
+    @property
+    def attrs(self) -> dict:
+        return {k: _decode_attr(v) for k, v in self.dataset.attrs.items()}
+
+
+def estimate_susceptibilities(
+    loss_fn: Callable,
+    params: Any,
+    data: Any,
+    *,
+    probes: dict[str, Any],
+    components: dict[str, Any] | None = None,
+    convention: str = "slt_jax",
+    eval_every: int = 1,
+    **llc_kwargs,
+) -> SusceptibilityResult:
+    """Per-component, per-probe-sample susceptibilities.
+
+    probes: {name: data pytree} probe sets (same structure as `data`, their own leading axis).
+    components: {name: mask} weight restrictions (see adapters.layer_masks / head_masks /
+      mask_from_paths); default {"all": None}.
+    eval_every: draws between evaluations of the probe losses (default every draw).
+    llc_kwargs: everything else `estimate_llc` takes (step_size, localization, num_chains,
+      num_draws, batch_size, ...), shared by every component's run.
+    """
+    if not probes:
+        raise ValueError("probes is empty; pass {name: probe data} with at least one probe set.")
+    if convention not in ("slt_jax", "devinterp"):
+        raise ValueError(f"convention={convention!r} is not known; choose 'slt_jax' or 'devinterp'.")
+    components = dict(components) if components else {"all": None}
+    for forbidden in ("mask", "eval_sets"):
+        if forbidden in llc_kwargs:
+            raise ValueError(f"pass weight restrictions as components=, not {forbidden}=.")
+
+    def run(mask):
+        return estimate_llc(loss_fn, params, data, mask=mask, eval_sets=probes, eval_every=eval_every, **llc_kwargs)
+
+    runs = {name: run(mask) for name, mask in components.items()}
+    centers = None
+    if convention == "devinterp":
+        unrestricted = next((runs[n] for n, m in components.items() if m is None), None) or run(None)
+        centers = {p: obs.susceptibility_center(*_probe_and_base(unrestricted, p)) for p in probes}
+
+    rows, llcs = [], []
+    for name, r in runs.items():
+        phi = r.dataset["eval_loss"].values[r.healthy] - r.init_loss
+        row = []
+        for p in probes:
+            probe_losses, base = _probe_and_base(r, p)
+            row.append(obs.susceptibility(
+                phi, probe_losses, base, r.nbeta, convention,
+                delta_center=None if centers is None else centers[p],
+            ))
+        rows.append(np.concatenate(row))
+        llcs.append(r.llc_mean)
+    probe_set = np.concatenate([[p] * _num_probe_samples(runs, p) for p in probes])
+    first = next(iter(runs.values()))
+    attrs = dict(
+        convention=convention,
+        normalization=(
+            "chi_z = -nbeta Cov_w[L_n - L_n(w*), l_z - L_n] (ddof=1)" if convention == "slt_jax"
+            else "devinterp v2: chi_z = -(E[phi (l_z - L)] - E[phi] c_z), c_z from the unrestricted run, no nbeta"
+        ),
+        nbeta=first.nbeta,
+        eval_every=eval_every,
+        components_masked={k: m is not None for k, m in components.items()},
+        llc_kwargs={k: v for k, v in llc_kwargs.items() if isinstance(v, (int, float, str, bool, type(None)))},
+    )
+    ds = xr.Dataset(
+        {
+            "chi": (("component", "probe"), np.stack(rows)),
+            "llc": (("component",), np.asarray(llcs)),
+            "probe_set": (("probe",), probe_set.astype(str)),
+        },
+        coords={"component": list(runs), "probe": np.arange(len(probe_set))},
+        attrs=encode_attrs(attrs),
+    )
+    return SusceptibilityResult(ds, runs)
+
+
+def _probe_and_base(result: LLCResult, probe: str) -> tuple[np.ndarray, np.ndarray]:
+    """(probe per-sample losses (C, E, m), full-data loss (C, E)) over healthy chains."""
+    losses = result.per_sample_losses(probe)
+    if losses.ndim > 3:  # per-token losses: a probe sample's loss is its mean token loss
+        losses = losses.reshape(losses.shape[:3] + (-1,)).mean(-1)
+    return losses, result.dataset["eval_loss"].values[result.healthy]
+
+
+def _num_probe_samples(runs: dict, probe: str) -> int:
+    return next(iter(runs.values())).dataset[f"{probe}_losses"].shape[2]
