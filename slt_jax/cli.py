@@ -102,6 +102,118 @@ def _train(loss_fn, params, data, *, num_steps, optimizer):
     return run(params)
 
 
+OBSERVABLES = ("llc", "llc_var", "wbic", "free_energy", "mala", "nu", "waic", "bif", "health")
+
+
+def _load_problem(spec: str) -> dict:
+    """`path/to/file.py:function` or `package.module:function`, called with no arguments.
+
+    The function returns {"loss_fn", "params", "data"} and optionally "eval_sets".
+    """
+    import importlib
+    import importlib.util
+
+    target, sep, func = spec.rpartition(":")
+    if not sep or not target or not func:
+        raise SystemExit(f"--problem must look like FILE.py:FUNCTION or MODULE:FUNCTION; got {spec!r}")
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.exists():
+            raise SystemExit(f"--problem file {path} does not exist")
+        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(target)
+    problem = getattr(module, func)()
+    missing = {"loss_fn", "params", "data"} - set(problem)
+    if missing:
+        raise SystemExit(f"{spec} returned a dict without {sorted(missing)}; it needs loss_fn, params, data.")
+    return problem
+
+
+def _toy_problem(args: argparse.Namespace) -> dict:
+    from slt_jax import truth
+
+    n, noise = args.num_samples, args.noise_std
+    if args.toy in ("dln", "rrr"):
+        if not args.widths:
+            raise SystemExit(f"--toy {args.toy} needs --widths")
+        prob = truth.make_dln(args.seed, tuple(args.widths), args.rank, num_samples=n, noise_std=noise)
+    elif args.toy == "regular":
+        widths = args.widths or [4, 3]
+        prob = truth.make_regular(args.seed, widths[0], widths[-1], num_samples=n, noise_std=noise)
+    else:
+        if not args.powers:
+            raise SystemExit("--toy normal-crossing needs --powers")
+        prob = truth.make_normal_crossing(args.seed, tuple(args.powers), num_samples=n, noise_std=noise)
+    return {"loss_fn": prob.loss_fn, "params": prob.params, "data": prob.data, "truth": prob.learning_coefficient,
+            "name": prob.name}
+
+
+def _llc(args: argparse.Namespace) -> int:
+    import json
+
+    import jax
+    import numpy as np
+
+    import slt_jax
+    from slt_jax.plots import save_standard_plots
+
+    wanted = [o.strip() for o in args.observables.split(",") if o.strip()]
+    unknown = sorted(set(wanted) - set(OBSERVABLES))
+    if unknown:
+        raise SystemExit(f"--observables: unknown {unknown}; choose from {', '.join(OBSERVABLES)}")
+    problem = _load_problem(args.problem) if args.problem else _toy_problem(args)
+    eval_sets = dict(problem.get("eval_sets") or {})
+    if {"nu", "waic", "bif"} & set(wanted) and not eval_sets:
+        # Per-sample observables need per-sample losses: a subset of the training data.
+        n = jax.tree.leaves(problem["data"])[0].shape[0]
+        take = min(n, args.eval_samples)
+        eval_sets["train"] = jax.tree.map(lambda x: x[:take], problem["data"])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    n = jax.tree.leaves(problem["data"])[0].shape[0]
+    result = slt_jax.estimate_llc(
+        problem["loss_fn"], problem["params"], problem["data"],
+        step_size=args.step_size, localization=args.localization,
+        nbeta=args.nbeta if args.nbeta in (None, "n_log_n", "batch_log_batch") else float(args.nbeta),
+        num_chains=args.chains, num_draws=args.draws, num_burnin=args.burnin, thin=args.thin,
+        batch_size=min(args.batch_size, n), sampler=args.sampler, seed=args.seed,
+        eval_sets=eval_sets, eval_every=args.eval_every if args.eval_every else "auto",
+        progress=not args.no_progress,
+    )
+    print(result.summary())
+    summary = {"name": problem.get("name", args.problem), "num_chains_used": result.num_healthy}
+    if "truth" in problem:
+        summary["exact_llc"] = float(problem["truth"])
+        print(f"exact λ = {problem['truth']} = {float(problem['truth']):.6g}")
+    values = {
+        "llc": lambda: {"mean": result.llc_mean, "std": result.llc_std, "se": result.llc_se, "rhat": result.rhat},
+        "llc_var": lambda: result.llc_var,
+        "wbic": lambda: result.wbic,
+        "free_energy": lambda: result.free_energy,
+        "mala": lambda: [float(a) for a in result.mala_acceptance],
+        "nu": lambda: {name: result.singular_fluctuation(name) for name in eval_sets},
+        "waic": lambda: {name: result.waic(name) for name in eval_sets},
+        "health": lambda: [str(h) for h in result.health],
+    }
+    for name in wanted:
+        if name == "bif":
+            for es in eval_sets:
+                np.save(out / f"bif_{es}.npy", result.bif(es), allow_pickle=False)
+            summary["bif"] = [f"bif_{es}.npy" for es in eval_sets]
+        else:
+            summary[name] = values[name]()
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    result.to_netcdf(out / "result.nc")
+    written = ["result.nc", "summary.json"]
+    if not args.no_plots:
+        written += [p.name for p in save_standard_plots(result, out)]
+    print(f"wrote {', '.join(written)} to {out}/")
+    return 0
+
+
 def _truth(args: argparse.Namespace) -> int:
     from slt_jax import truth
 
@@ -139,6 +251,41 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="a fifth of the steps (a smoke test)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
+
+    llc = sub.add_parser(
+        "llc",
+        help="estimate λ̂ and other observables for a built-in toy model or your own problem",
+        description="Estimates the LLC with many chains and any of the observables "
+        f"({', '.join(OBSERVABLES)}); writes result.nc, summary.json and plots to --out. Your "
+        "own problem: --problem FILE.py:FUNCTION, where FUNCTION() returns a dict with loss_fn, "
+        "params, data and optionally eval_sets ({name: data}).",
+    )
+    src = llc.add_mutually_exclusive_group(required=True)
+    src.add_argument("--problem", help="FILE.py:FUNCTION or MODULE:FUNCTION returning {loss_fn, params, data[, eval_sets]}")
+    src.add_argument("--toy", choices=["dln", "rrr", "regular", "normal-crossing"], help="a built-in model with exact λ")
+    llc.add_argument("--widths", type=int, nargs="+", help="toy widths, input first")
+    llc.add_argument("--rank", type=int, default=0, help="toy rank (dln, rrr)")
+    llc.add_argument("--powers", type=int, nargs="+", help="toy normal-crossing exponents")
+    llc.add_argument("--num-samples", type=int, default=10_000, help="toy data size n (default 10000)")
+    llc.add_argument("--noise-std", type=float, default=0.0, help="toy label noise (default 0: noise-free)")
+    llc.add_argument("--step-size", type=float, default=3e-5, help="SGLD ε (default 3e-5)")
+    llc.add_argument("--localization", type=float, default=1.0, help="γ (default 1)")
+    llc.add_argument("--nbeta", default=None, help="nβ: a number, n_log_n (default) or batch_log_batch")
+    llc.add_argument("--chains", type=int, default=8)
+    llc.add_argument("--draws", type=int, default=2000)
+    llc.add_argument("--burnin", type=int, default=1000)
+    llc.add_argument("--thin", type=int, default=1)
+    llc.add_argument("--batch-size", type=int, default=500)
+    llc.add_argument("--sampler", default="sgld", help="sgld, rmsprop_sgld, adam_sgld, sghmc, sgnht, ...")
+    llc.add_argument("--eval-every", type=int, default=None, help="draws between evaluations (default auto)")
+    llc.add_argument("--eval-samples", type=int, default=1000, help="training samples used for nu/waic/bif when the problem has no eval_sets")
+    llc.add_argument("--observables", default="llc,llc_var,wbic,free_energy,mala,health",
+                     help=f"comma-separated, from: {', '.join(OBSERVABLES)}")
+    llc.add_argument("--seed", type=int, default=0)
+    llc.add_argument("--out", default="slt_jax_results/llc", help="output folder")
+    llc.add_argument("--no-plots", action="store_true")
+    llc.add_argument("--no-progress", action="store_true")
+    llc.set_defaults(func=_llc)
 
     tr = sub.add_parser(
         "truth",

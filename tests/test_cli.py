@@ -11,9 +11,9 @@ def test_help_documents_every_command(capsys):
         main(["--help"])
     assert e.value.code == 0
     text = capsys.readouterr().out
-    for command in ("demo", "truth"):
+    for command in ("demo", "llc", "truth"):
         assert command in text
-    for command in ("demo", "truth"):
+    for command in ("demo", "llc", "truth"):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "usage: slt-jax " + command in capsys.readouterr().out
@@ -52,3 +52,47 @@ def test_demo_quick(tmp_path, capsys):
 
 def test_parser_builds():
     assert build_parser().prog == "slt-jax"
+
+
+def test_llc_on_a_toy_with_observables(tmp_path, capsys):
+    import json
+
+    argv = [
+        "llc", "--toy", "rrr", "--widths", "5", "3", "5", "--rank", "3", "--num-samples", "2000",
+        "--chains", "3", "--draws", "200", "--burnin", "100", "--batch-size", "200", "--eval-every", "10",
+        "--observables", "llc,llc_var,wbic,free_energy,mala,nu,waic,bif,health",
+        "--out", str(tmp_path), "--no-progress", "--no-plots",
+    ]
+    assert main(argv) == 0
+    assert "exact λ = 21/2" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for key in ("llc", "llc_var", "wbic", "free_energy", "mala", "nu", "waic", "bif", "health"):
+        assert key in summary
+    assert summary["exact_llc"] == 10.5 and len(summary["mala"]) == 3 and "train" in summary["nu"]
+    assert (tmp_path / "bif_train.npy").stat().st_size > 0
+    assert slt_jax.LLCResult.from_netcdf(tmp_path / "result.nc").loss_trace.shape == (3, 200)
+
+
+def test_llc_on_a_user_problem_file(tmp_path, capsys):
+    problem = tmp_path / "my_problem.py"
+    problem.write_text(
+        "import jax.numpy as jnp, numpy as np\n"
+        "def make():\n"
+        "    x = np.random.default_rng(0).normal(size=(256, 3)).astype(np.float32)\n"
+        "    y = x @ np.ones((3, 1), np.float32)\n"
+        "    loss = lambda p, b: 0.5 * jnp.sum((b[1] - b[0] @ p['W']) ** 2, axis=-1)\n"
+        "    return {'loss_fn': loss, 'params': {'W': jnp.ones((3, 1))}, 'data': (x, y),\n"
+        "            'eval_sets': {'probe': (x[:10], y[:10])}}\n"
+    )
+    argv = ["llc", "--problem", f"{problem}:make", "--chains", "2", "--draws", "50", "--burnin", "0",
+            "--batch-size", "32", "--observables", "llc,nu", "--out", str(tmp_path / "out"), "--no-progress", "--no-plots"]
+    assert main(argv) == 0
+    import json
+
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert "probe" in summary["nu"]
+
+
+def test_llc_rejects_unknown_observables(tmp_path):
+    with pytest.raises(SystemExit, match="unknown"):
+        main(["llc", "--toy", "regular", "--observables", "llc,entropy", "--out", str(tmp_path)])
