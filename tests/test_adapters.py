@@ -5,7 +5,18 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from slt_jax.adapters import Adapted, from_function, from_linen, from_nnx, mask_from_paths, path_str
+from slt_jax.adapters import (
+    Adapted,
+    complement,
+    from_function,
+    from_linen,
+    from_nnx,
+    head_masks,
+    layer_masks,
+    mask_from_paths,
+    path_str,
+    union,
+)
 from slt_jax.losses import (
     cross_entropy,
     get_loss,
@@ -285,3 +296,200 @@ def test_error_messages():
     a = from_function(lambda p, x: x @ p, jnp.ones((3, 2)))
     with pytest.raises(KeyError, match="'y'"):
         a.loss_fn(a.params, {"x": X, "target": Y})
+
+
+# ----------------------------------------------------------------------------- layer and head masks
+
+def _dense(mask, params):
+    """Mask leaves as boolean arrays of the params' shapes (bools broadcast)."""
+    return jax.tree.map(lambda m, p: np.broadcast_to(np.asarray(m, bool), np.shape(p)), mask, params)
+
+
+def _count(mask, params):
+    return int(sum(np.sum(m) for m in jax.tree.leaves(_dense(mask, params))))
+
+
+def test_layer_masks_nnx_and_linen(adapted_all):
+    _, a_nnx, a_ln = adapted_all
+    masks = layer_masks(a_nnx.params)
+    assert list(masks) == ["l1", "l2"]
+    assert masks["l1"] == {"l1": {"bias": True, "kernel": True}, "l2": {"bias": False, "kernel": False}}
+    assert all(type(b) is bool for m in masks.values() for b in jax.tree.leaves(m))
+    assert complement(masks["l1"]) == masks["l2"]
+    assert all(jax.tree.leaves(union(*masks.values())))
+
+    masks = layer_masks(a_ln.params)
+    assert list(masks) == ["Dense_0", "Dense_1"]
+    assert masks["Dense_1"] == mask_from_paths(a_ln.params, "Dense_1")
+    assert list(layer_masks(a_ln.params, include="Dense_1")) == ["Dense_1"]
+    assert list(layer_masks(a_ln.params, include=lambda name: name.endswith("0"))) == ["Dense_0"]
+    fine = layer_masks(a_ln.params, depth=2, include="kernel")
+    assert list(fine) == ["Dense_0/kernel", "Dense_1/kernel"]
+    assert jax.tree.leaves(fine["Dense_0/kernel"]).count(True) == 1
+    # a bool-per-leaf layer mask plugs straight into from_linen(mask=)
+    sub = from_linen(LinenMLP(), {"params": a_ln.params}, mask=masks["Dense_1"], apply_kwargs={"train": False})
+    assert sub.params["Dense_0"]["kernel"] is None and sub.params["Dense_1"]["kernel"].shape == (5, 2)
+    with pytest.raises(ValueError, match="include='Dense_7' matches no layer.*Dense_0, Dense_1"):
+        layer_masks(a_ln.params, include="Dense_7")
+    with pytest.raises(ValueError, match="depth=0"):
+        layer_masks(a_ln.params, depth=0)
+
+
+class NnxAttn(nnx.Module):
+    def __init__(self, rngs, num_heads=2):
+        self.embed = nnx.Linear(3, 8, rngs=rngs)
+        self.attn = nnx.MultiHeadAttention(
+            num_heads=num_heads, in_features=8, qkv_features=8, out_features=8, decode=False, rngs=rngs
+        )
+        self.head = nnx.Linear(8, 2, rngs=rngs)
+
+    def __call__(self, x):  # (B, T, 3) -> (B, 2)
+        return self.head(self.attn(self.embed(x)).mean(-2))
+
+
+class LinenAttn(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        h = nn.MultiHeadDotProductAttention(num_heads=4, qkv_features=8, out_features=6)(nn.Dense(8)(x))
+        return nn.Dense(2)(h.mean(-2))
+
+
+XS = RNG.normal(size=(16, 5, 3)).astype(np.float32)
+YS = RNG.normal(size=(16, 2)).astype(np.float32)
+PER_HEAD = ["query/kernel", "query/bias", "key/kernel", "key/bias", "value/kernel", "value/bias", "out/kernel"]
+
+
+def _check_heads(params, attn, num_heads, per_head_size, out_per_head):
+    masks = head_masks(params, attn)
+    assert list(masks) == [f"head_{h}" for h in range(num_heads)]
+    for m in masks.values():
+        assert jax.tree.structure(m) == jax.tree.structure(params)
+        for leaf, p in zip(jax.tree.leaves(m), jax.tree.leaves(params)):
+            assert type(leaf) is bool or (leaf.dtype == np.bool_ and leaf.shape == p.shape)
+        assert _count(m, params) == per_head_size
+    dense = [_dense(m, params) for m in masks.values()]
+    for i in range(num_heads):  # disjoint
+        for j in range(i + 1, num_heads):
+            assert not any(np.any(a & b) for a, b in zip(jax.tree.leaves(dense[i]), jax.tree.leaves(dense[j])))
+    # the union is exactly the per-head parameters of the attention module
+    full = _dense(union(*masks.values()), params)
+    flat = {path_str(p): m for p, m in jax.tree_util.tree_flatten_with_path(full)[0]}
+    for path, m in flat.items():
+        assert m.all() if path in [f"{attn}/{r}" for r in PER_HEAD] else not m.any(), path
+    assert _count(union(*masks.values()), params) == num_heads * per_head_size
+    # include_output=False drops the output projection only
+    qkv = head_masks(params, attn, include_output=False)["head_0"]
+    assert _count(qkv, params) == per_head_size - out_per_head
+    flat = jax.tree_util.tree_flatten_with_path(qkv)[0]
+    assert all(m is False for p, m in flat if path_str(p).startswith(f"{attn}/out"))
+    assert _count(union(qkv, masks["head_0"]), params) == per_head_size
+    return masks
+
+
+def _only_heads(params, masks, keep):
+    """params with every attention head except those in `keep` zeroed."""
+    drop = union(*[m for k, m in masks.items() if k not in keep])
+    return jax.tree.map(lambda m, p: jnp.where(m, 0.0, p), drop, params)
+
+
+def test_head_masks_nnx_attention():
+    model = NnxAttn(nnx.Rngs(0))
+    a = from_nnx(model)
+    # q/k/v: kernel (8, 2, 4) + bias (2, 4) per projection; out kernel (2, 4, 8)
+    assert a.params["attn"]["query"]["kernel"].shape == (8, 2, 4)
+    assert a.params["attn"]["out"]["kernel"].shape == (2, 4, 8)
+    masks = _check_heads(a.params, "attn", 2, 3 * (8 * 4 + 4) + 4 * 8, 4 * 8)
+    # the masks select real heads: a head's output is a function of its own slices only,
+    # so attention output = sum over heads + out bias (checked on the attention module itself)
+    attn = from_nnx(model.attn, targets=None, loss=lambda p, x: p.sum((-1, -2)))
+    am = head_masks(attn.params, "")  # params of the attention module itself
+    assert all(jax.tree.all(jax.tree.map(np.array_equal, am[k], masks[k]["attn"])) for k in am)
+    f = lambda p: attn.apply_fn(p, XS @ np.ones((3, 8), np.float32))  # noqa: E731
+    total = f(_only_heads(attn.params, am, ["head_0"])) + f(_only_heads(attn.params, am, ["head_1"]))
+    np.testing.assert_allclose(total, f(attn.params) + attn.params["out"]["bias"], rtol=1e-4, atol=1e-5)
+
+
+def test_head_masks_linen_attention():
+    module = LinenAttn()
+    variables = module.init(jax.random.key(0), XS)
+    a = from_linen(module, variables)
+    name = "MultiHeadDotProductAttention_0"
+    # num_heads=4, qkv_features=8 -> head_dim 2; q/k/v kernel (8, 4, 2), bias (4, 2); out (4, 2, 6)
+    assert a.params[name]["key"]["kernel"].shape == (8, 4, 2)
+    assert a.params[name]["out"]["kernel"].shape == (4, 2, 6)
+    masks = _check_heads(a.params, name, 4, 3 * (8 * 2 + 2) + 2 * 6, 2 * 6)
+    mha = nn.MultiHeadDotProductAttention(num_heads=4, qkv_features=8, out_features=6)
+    p = a.params[name]
+    am = {k: m[name] for k, m in masks.items()}
+    h = XS @ np.ones((3, 8), np.float32)
+    f = lambda q: mha.apply({"params": q}, h)  # noqa: E731
+    total = sum(f(_only_heads(p, am, [k])) for k in am)
+    np.testing.assert_allclose(total, f(p) + 3 * p["out"]["bias"], rtol=1e-4, atol=1e-5)
+
+
+def test_head_masks_fused_layout_and_errors():
+    params = {
+        "attn": {
+            "query": {"kernel": jnp.zeros((5, 6)), "bias": jnp.zeros(6)},
+            "key": {"kernel": jnp.zeros((5, 6))},
+            "value": {"kernel": jnp.zeros((5, 6)), "bias": jnp.zeros(6)},
+            "out": {"kernel": jnp.zeros((6, 5)), "bias": jnp.zeros(5)},
+        },
+        "mlp": {"kernel": jnp.zeros((5, 5))},
+    }
+    masks = head_masks(params, "attn", num_heads=3)
+    assert list(masks) == ["head_0", "head_1", "head_2"]
+    m1 = masks["head_1"]["attn"]
+    np.testing.assert_array_equal(m1["query"]["kernel"][0], [False, False, True, True, False, False])
+    np.testing.assert_array_equal(m1["out"]["kernel"][:, 0], [False, False, True, True, False, False])
+    assert masks["head_1"]["mlp"]["kernel"] is False and m1["out"]["bias"] is False
+    assert all(np.all(m) for m in jax.tree.leaves(union(*masks.values())["attn"]["query"]))
+    with pytest.raises(ValueError, match="fused 2-D kernels.*pass num_heads="):
+        head_masks(params, "attn")
+    with pytest.raises(ValueError, match="num_heads=4 does not divide"):
+        head_masks(params, "attn", num_heads=4)
+
+    a = from_nnx(NnxAttn(nnx.Rngs(0)))
+    with pytest.raises(ValueError, match="attention_path='blocks/0/attn' matches no module.*found.*: attn"):
+        head_masks(a.params, "blocks/0/attn")
+    with pytest.raises(ValueError, match="attention_path='embed' does not look like.*query/kernel"):
+        head_masks(a.params, "embed")
+    with pytest.raises(ValueError, match="num_heads=3 but.*2 heads.*omit num_heads"):
+        head_masks(a.params, "attn", num_heads=3)
+    with pytest.raises(ValueError, match="matches no module.*no query/kernel leaf"):
+        head_masks(from_nnx(NnxMLP(nnx.Rngs(0))).params, "attn")
+
+
+def test_complement_and_union_mixed_leaves():
+    params = {"a": jnp.zeros((2, 3)), "b": jnp.zeros(4)}
+    m = {"a": np.array([[True, False, False], [False, True, False]]), "b": False}
+    c = complement(m)
+    np.testing.assert_array_equal(c["a"], ~m["a"])
+    assert c["b"] is True
+    u = union(m, c)
+    assert np.all(u["a"]) and u["b"] is True
+    assert union(m, {"a": False, "b": False})["b"] is False
+    np.testing.assert_array_equal(union(m, {"a": False, "b": False})["a"], m["a"])
+    assert union(m, {"a": True, "b": False})["a"] is True
+    assert _count(complement(c), params) == _count(m, params) == 2
+    with pytest.raises(ValueError, match="same tree structure"):
+        union(m, {"a": True})
+    with pytest.raises(ValueError, match="different shapes"):
+        union(m, {"a": np.ones(3, bool), "b": False})
+    with pytest.raises(TypeError, match="boolean arrays.*float"):
+        complement({"a": np.ones(2)})
+
+
+def test_head_mask_llc_end_to_end():
+    import slt_jax
+
+    a = from_nnx(NnxAttn(nnx.Rngs(0)))
+    mask = head_masks(a.params, "attn")["head_0"]
+    result = slt_jax.estimate_llc(
+        a.loss_fn, a.params, (XS, YS), mask=mask, step_size=1e-4, localization=100.0,
+        num_chains=2, num_draws=20, batch_size=8, eval_every=None, progress=False,
+    )
+    # only head 0's coordinates are sampled: the engine counts exactly the mask's True entries
+    assert result.attrs["num_params"] == _count(mask, a.params) == 3 * (8 * 4 + 4) + 4 * 8
+    assert result.attrs["num_params_total"] == sum(np.size(x) for x in jax.tree.leaves(a.params))
+    assert np.isfinite(result.llc_mean)
