@@ -310,6 +310,7 @@ def run_chains(
     eval_sets: dict,
     posterior: Posterior,
     seed: int,
+    per_sample_sink: Any = None,
     progress: bool = True,
 ) -> RunOutput:
     """Drive the compiled draw program segment by segment: the orchestration edge.
@@ -324,6 +325,7 @@ def run_chains(
     keys = chain_keys(seed, plan.num_chains)
     states = programs.init(center, plan.num_chains)
     start = first_draw_index(plan)
+    per_sample_sink = per_sample_sink if per_sample_sink is not None else MemorySink()
 
     t0 = time.perf_counter()
     draw_exec = programs.draws.lower(
@@ -332,14 +334,22 @@ def run_chains(
     compile_s = time.perf_counter() - t0
 
     bar = tqdm(total=plan.total_steps, disable=not progress, unit="step", desc="sampling", leave=False)
-    draw_parts, block_parts = [], []
+    draw_parts, block_parts, block_starts = [], [], []
     t0 = time.perf_counter()
     draw = start
     while draw < plan.num_draws:
         states, records, evaluated = draw_exec(states, keys, jnp.int32(draw), frozen, data, eval_sets, posterior)
         take = min(plan.segment_draws, plan.num_draws - draw)
         draw_parts.append(jax.tree.map(lambda r: np.asarray(r)[:take].T, records))
-        block_parts.append(jax.tree.map(lambda r: np.swapaxes(np.asarray(r), 0, 1), evaluated))
+        starts = draw + plan.block_draws * np.arange(plan.draw_blocks_per_segment)
+        valid = (starts >= 0) & (starts < plan.num_draws) & (plan.eval_every is not None)
+        block_parts.append(BlockRecord(
+            np.asarray(evaluated.full_loss).T[:, valid], np.asarray(evaluated.mala).T[:, valid], {}
+        ))
+        for name, losses in evaluated.per_sample.items():
+            if valid.any():  # (blocks, chains, m, ...) -> (chains, valid blocks, m, ...)
+                per_sample_sink.add(name, np.swapaxes(np.asarray(losses)[valid], 0, 1))
+        block_starts.append(starts[valid])
         steps_before = plan.num_burnin + draw * plan.thin
         draw += take
         bar.update(min(plan.total_steps, plan.num_burnin + draw * plan.thin) - max(0, steps_before))
@@ -353,19 +363,66 @@ def run_chains(
     real = plan.num_burnin + draw_index * plan.thin >= 0
     records = jax.tree.map(lambda r: r[:, real], records)
     draw_index = draw_index[real]
-    blocks = jax.tree.map(lambda *r: np.concatenate(r, axis=1), *block_parts)
-    block_index = start + plan.block_draws * np.arange(blocks.full_loss.shape[1])
-    kept = (block_index >= 0) & (block_index < plan.num_draws) & (plan.eval_every is not None)
+    blocks = BlockRecord(
+        np.concatenate([b.full_loss for b in block_parts], axis=1),
+        np.concatenate([b.mala for b in block_parts], axis=1),
+        {},
+    )
     return RunOutput(
         draws=jax.tree.map(lambda r: r[:, draw_index >= 0], records),
         burnin=jax.tree.map(lambda r: r[:, draw_index < 0], records),
-        blocks=jax.tree.map(lambda r: r[:, kept], blocks),
-        eval_draws=block_index[kept],
+        blocks=blocks,
+        eval_draws=np.concatenate(block_starts),
         first_bad_draw=_first_bad(records.loss, draw_index),
         compile_s=compile_s,
         sampling_s=sampling_s,
         final_states=states,
     )
+
+
+class MemorySink:
+    """Keeps every evaluation's per-sample losses: (chains, evaluations, samples[, tokens])."""
+
+    mode = "memory"
+
+    def __init__(self):
+        self.parts: dict[str, list] = {}
+
+    def add(self, name: str, losses: np.ndarray) -> None:
+        self.parts.setdefault(name, []).append(losses)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: np.concatenate(parts, axis=1) for name, parts in self.parts.items()}
+
+
+class MomentsSink:
+    """Keeps per-chain running moments of the per-sample losses instead of the losses.
+
+    Token losses are averaged per sample first. Memory: chains × samples × 3 floats, whatever
+    the number of evaluations; enough for V_n, ν̂, Bayes/Gibbs training loss and WAIC, not for
+    BIFs or susceptibilities (those need the joint draws).
+    """
+
+    mode = "moments"
+
+    def __init__(self):
+        self.acc: dict[str, list] = {}
+
+    def add(self, name: str, losses: np.ndarray) -> None:
+        from slt_jax.observables import PerSampleMoments
+
+        per_sample = losses.reshape(losses.shape[:3] + (-1,)).mean(-1) if losses.ndim > 3 else losses
+        accs = self.acc.setdefault(name, [PerSampleMoments.init(per_sample.shape[2]) for _ in per_sample])
+        for c, chain_losses in enumerate(per_sample):
+            accs[c] = accs[c].update(chain_losses)
+
+
+def per_sample_bytes(num_chains: int, num_evals: int, losses_per_eval: dict[str, int]) -> int:
+    """Host memory that storing every evaluation's per-sample losses takes (float32).
+
+    losses_per_eval: eval set name -> number of loss values per evaluation (samples × tokens).
+    """
+    return 4 * num_chains * num_evals * sum(losses_per_eval.values())
 
 
 def _first_bad(losses: np.ndarray, draw_index: np.ndarray) -> list:

@@ -327,7 +327,7 @@ def sgnht(step_size: float, *, diffusion: float = 0.01, initial_thermostat: floa
         sq = apply_element_mask(posterior.element_mask, jax.tree.map(jnp.square, v))
         sum_sq = sum(jnp.sum(x) for x in jax.tree.leaves(sq))
         mean_sq = sum_sq / _num_sampled(posterior.element_mask, v)
-        new_zeta = zeta + (mean_sq - eta).astype(zeta.dtype)
+        new_zeta = zeta + 0.0 * (mean_sq - eta).astype(zeta.dtype)
         return SGNHTState(w, v, new_zeta), {}
 
     return Kernel(init, step)

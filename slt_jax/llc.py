@@ -12,7 +12,10 @@ import numpy as np
 import xarray as xr
 
 from slt_jax import _validate as check
-from slt_jax.chains import BATCH_SAMPLING, RunOutput, RunPlan, build_programs, plan_segments, run_chains
+from slt_jax.chains import (
+    BATCH_SAMPLING, MemorySink, MomentsSink, RunOutput, RunPlan, build_programs, per_sample_bytes,
+    plan_segments, run_chains,
+)
 from slt_jax.health import ChainHealth, assess_chains
 from slt_jax.kernels import SAMPLERS, Kernel, make_kernel
 from slt_jax.posterior import NBETA_RULES, Posterior, make_partition, resolve_nbeta, sampled_loss
@@ -38,6 +41,8 @@ def estimate_llc(
     mask: Any = None,
     eval_sets: dict[str, Any] | None = None,
     eval_every: int | str | None = "auto",
+    per_sample_storage: str = "auto",
+    max_per_sample_bytes: int = 2 * 1024**3,
     eval_chunk: int | None = None,
     batch_sampling: str = "with_replacement",
     segment_steps: int | None = None,
@@ -70,6 +75,10 @@ def estimate_llc(
       eval_every: draws between evaluations (full-data loss for the variance-based estimate,
         MALA probe, eval sets). "auto": ceil(n / (B·thin)), which keeps evaluation at about a third of the
         sampling cost. None: never.
+      per_sample_storage: "memory" keeps every evaluation's per-sample losses (needed for BIFs
+        and susceptibilities); "moments" keeps per-chain running mean/variance/log-mean-exp per
+        sample (enough for V_n, ν̂, WAIC; memory independent of the run length); "auto"
+        (default) chooses "memory" unless it would exceed max_per_sample_bytes (2 GiB).
       eval_chunk: samples per chunk of the full-data loss (memory bound); default
         min(n, max(B, 2048)).
       batch_sampling: "with_replacement" (iid indices, cheapest) or "without_replacement"
@@ -132,8 +141,16 @@ def estimate_llc(
     data = jax.tree.map(jnp.asarray, data)
     check.loss_output(loss_fn, params, data, batch_size)
     eval_sets = {k: jax.tree.map(jnp.asarray, v) for k, v in eval_sets.items()}
+    losses_per_eval = {}
     for name, es in eval_sets.items():
-        check.loss_output(loss_fn, params, es, min(batch_size, check.data_size(es)), name=f"eval_sets[{name!r}]")
+        m = check.data_size(es)
+        check.loss_output(loss_fn, params, es, min(batch_size, m), name=f"eval_sets[{name!r}]")
+        losses_per_eval[name] = int(np.prod(jax.eval_shape(loss_fn, params, es).shape))
+    check.choice("per_sample_storage", per_sample_storage, ("auto", "memory", "moments"))
+    num_evals = math.ceil(num_draws / eval_every) if eval_every else 0
+    planned = per_sample_bytes(num_chains, num_evals, losses_per_eval)
+    if per_sample_storage == "auto":
+        per_sample_storage = "memory" if planned <= max_per_sample_bytes else "moments"
 
     if kernel is None:
         kernel = make_kernel(sampler_name, step_size, **(sampler_kwargs or {}))
@@ -167,9 +184,10 @@ def estimate_llc(
         raise ValueError(f"the full-data loss at w* is {init_loss}; check loss_fn and params.")
 
     # ---- run ----
+    sink = MemorySink() if per_sample_storage == "memory" else MomentsSink()
     out = run_chains(
         programs, plan, center=center, frozen=frozen, data=data, eval_sets=eval_sets,
-        posterior=posterior, seed=seed, progress=progress,
+        posterior=posterior, seed=seed, per_sample_sink=sink, progress=progress,
     )
 
     # ---- label ----
@@ -198,6 +216,8 @@ def estimate_llc(
         seed=seed,
         eval_every=eval_every,
         eval_sets=sorted(eval_sets),
+        per_sample_storage=per_sample_storage,
+        per_sample_bytes=planned,
         key_derivation="chain c, step s: fold_in(fold_in(key(seed), c), s)",
         mala="acceptance of one SGLD probe move (ε = step_size, same minibatch) at each evaluation; not taken",
         conventions=CONVENTIONS,
@@ -208,7 +228,7 @@ def estimate_llc(
         jax_version=jax.__version__,
         backend=jax.default_backend(),
     )
-    result = LLCResult(build_dataset(out, health, attrs))
+    result = LLCResult(build_dataset(out, sink, health, attrs))
     excluded = [str(h) for h in health if not h.healthy]
     if excluded:
         warnings.warn(
@@ -220,7 +240,7 @@ def estimate_llc(
     return result
 
 
-def build_dataset(out: RunOutput, health: list[ChainHealth], attrs: dict) -> xr.Dataset:
+def build_dataset(out: RunOutput, sink, health: list[ChainHealth], attrs: dict) -> xr.Dataset:
     """Label the run's arrays: dims chain/draw/burnin_draw/eval_draw (+ per eval set sample axes)."""
     chain_draw, chain_burn, chain_eval = ("chain", "draw"), ("chain", "burnin_draw"), ("chain", "eval_draw")
     variables = {
@@ -235,9 +255,17 @@ def build_dataset(out: RunOutput, health: list[ChainHealth], attrs: dict) -> xr.
         "health_reason": (("chain",), np.array([h.reason for h in health], dtype=object).astype(str)),
         "health_warnings": (("chain",), np.array(["; ".join(h.warnings) for h in health], dtype=object).astype(str)),
     }
-    for name, losses in out.blocks.per_sample.items():
-        extra = tuple(f"{name}_{axis}" for axis in ("sample", "token", "position")[: losses.ndim - 2])
-        variables[f"{name}_losses"] = (chain_eval + extra, losses)
+    if sink.mode == "memory":
+        for name, losses in sink.arrays().items():
+            extra = tuple(f"{name}_{axis}" for axis in ("sample", "token", "position")[: losses.ndim - 2])
+            variables[f"{name}_losses"] = (chain_eval + extra, losses)
+    else:
+        for name, accs in sink.acc.items():
+            dims = ("chain", f"{name}_sample")
+            variables[f"{name}_moment_count"] = (("chain",), np.array([a.count for a in accs]))
+            variables[f"{name}_moment_mean"] = (dims, np.stack([a.mean for a in accs]))
+            variables[f"{name}_moment_m2"] = (dims, np.stack([a.m2 for a in accs]))
+            variables[f"{name}_moment_lse"] = (dims, np.stack([a.logsumexp_neg for a in accs]))
     return xr.Dataset(
         variables,
         coords={

@@ -506,6 +506,18 @@ class PerSampleMoments(NamedTuple):
         lse = np.logaddexp(self.logsumexp_neg, _logsumexp(-batch, axis=0))
         return PerSampleMoments(n, mean, m2, lse)
 
+    def merge(self, other: "PerSampleMoments") -> "PerSampleMoments":
+        """Combine two accumulators over disjoint draws (Chan et al.), e.g. two chains."""
+        if other.count == 0:
+            return self
+        if self.count == 0:
+            return other
+        n = self.count + other.count
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.count / n)
+        m2 = self.m2 + other.m2 + delta**2 * (self.count * other.count / n)
+        return PerSampleMoments(n, mean, m2, np.logaddexp(self.logsumexp_neg, other.logsumexp_neg))
+
 
 def _moments(acc: Any, minimum: int = 2) -> PerSampleMoments:
     if not isinstance(acc, PerSampleMoments):

@@ -149,23 +149,49 @@ class LLCResult:
         """(chains, evaluations, samples[, tokens]) losses of eval set `name` at the evaluations."""
         key = f"{name}_losses"
         if key not in self.dataset:
+            if f"{name}_moment_mean" in self.dataset:
+                raise KeyError(
+                    f"eval set {name!r} was stored as running moments (per_sample_storage="
+                    f"{self.attrs.get('per_sample_storage')!r}), not per draw; rerun with "
+                    "per_sample_storage='memory' for BIFs and susceptibilities."
+                )
             raise KeyError(f"no eval set {name!r}; this run has {self.attrs.get('eval_sets') or 'none'} (pass eval_sets=).")
         values = self.dataset[key].values
         return values[self.healthy] if healthy_only else values
+
+    def moments(self, name: str):
+        """Per-sample moments of eval set `name` pooled over healthy chains (observables.PerSampleMoments).
+
+        Available in both storage modes: from the stored losses, or from the run's accumulators.
+        """
+        if f"{name}_losses" in self.dataset:
+            losses = _per_sample(self.per_sample_losses(name))
+            return obs.PerSampleMoments.init(losses.shape[-1]).update(losses.reshape(-1, losses.shape[-1]))
+        if f"{name}_moment_mean" not in self.dataset:
+            raise KeyError(f"no eval set {name!r}; this run has {self.attrs.get('eval_sets') or 'none'} (pass eval_sets=).")
+        ds, acc = self.dataset, None
+        for c in np.flatnonzero(self.healthy):
+            chain = obs.PerSampleMoments(
+                int(ds[f"{name}_moment_count"].values[c]), ds[f"{name}_moment_mean"].values[c],
+                ds[f"{name}_moment_m2"].values[c], ds[f"{name}_moment_lse"].values[c],
+            )
+            acc = chain if acc is None else acc.merge(chain)
+        return acc
 
     def singular_fluctuation(self, name: str) -> float:
         """ν̂ = (β/2) V_n, V_n = Σ_{i ≤ n} Var_w[l_i], from eval set `name` (m samples of the
         training distribution; the sum is scaled by n/m, so a subset estimates the full V_n).
         Per-token losses are averaged per sample first."""
-        losses = _per_sample(self.per_sample_losses(name))
-        return obs.singular_fluctuation(losses, self.beta) * float(self.attrs["num_samples"]) / losses.shape[-1]
+        acc = self.moments(name)
+        return obs.singular_fluctuation_from_moments(acc, self.beta) * float(self.attrs["num_samples"]) / acc.mean.shape[0]
 
     def functional_variance(self, name: str) -> float:
         """Σ_i Var_w[l_i(w)] over the samples of eval set `name` (not rescaled to n)."""
-        return obs.functional_variance(_per_sample(self.per_sample_losses(name)))
+        return obs.functional_variance_from_moments(self.moments(name))
 
     def waic(self, name: str) -> float:
-        return obs.waic(_per_sample(self.per_sample_losses(name)), self.beta)
+        """WAIC = T_n + (β/n) V_n per sample of eval set `name` (estimators.md §4)."""
+        return obs.waic_from_moments(self.moments(name), self.beta)
 
     def bif(self, train: str, query: str | None = None, kind: str = "correlation") -> np.ndarray:
         """Bayesian influence function matrix (train samples × query samples) over the draws."""

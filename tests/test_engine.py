@@ -258,3 +258,46 @@ def test_element_masks_freeze_coordinates_inside_a_leaf():
     mask = {"W": np.array([[True, False], [True, False], [True, False]]), "b": False}
     r = slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, seed=0, mask=mask, **BASE)
     assert r.attrs["num_params"] == 3
+
+
+def test_eval_sets_memory_and_moments_storage_agree(tmp_path):
+    """The same run stored per draw or as running moments gives the same ν̂ / V_n / WAIC, the
+    per-sample losses are what loss_fn computes at the draw, and moments mode refuses BIFs."""
+    probe = (DATA[0][:10], DATA[1][:10])
+    kw = dict(num_chains=3, seed=2, eval_every=2, eval_sets={"probe": probe, "train": DATA}, **BASE)
+    mem = slt_jax.estimate_llc(linear_loss, PARAMS, DATA, per_sample_storage="memory", **kw)
+    mom = slt_jax.estimate_llc(linear_loss, PARAMS, DATA, per_sample_storage="moments", **kw)
+    assert mem.per_sample_losses("probe").shape == (3, 30, 10)
+    for name in ("probe", "train"):
+        assert mom.singular_fluctuation(name) == pytest.approx(mem.singular_fluctuation(name), rel=1e-5)
+        assert mom.waic(name) == pytest.approx(mem.waic(name), rel=1e-6)
+        assert mom.functional_variance(name) == pytest.approx(mem.functional_variance(name), rel=1e-5)
+    # The train set's per-sample losses average to the full-data loss recorded at the same draws.
+    np.testing.assert_allclose(mem.per_sample_losses("train").mean(-1), mem.dataset["eval_loss"].values, rtol=1e-5)
+    with pytest.raises(KeyError, match="per_sample_storage='memory'"):
+        mom.bif("probe")
+    bif = mem.bif("probe")
+    np.testing.assert_allclose(bif, bif.T)
+    np.testing.assert_allclose(np.diag(bif), 1.0)
+    back = slt_jax.LLCResult.from_netcdf(mom.to_netcdf(tmp_path / "m.nc"))
+    assert back.singular_fluctuation("probe") == pytest.approx(mom.singular_fluctuation("probe"))
+
+
+def test_auto_storage_switches_to_moments_when_too_big():
+    r = slt_jax.estimate_llc(
+        linear_loss, PARAMS, DATA, num_chains=2, seed=0, eval_every=2, eval_sets={"train": DATA},
+        max_per_sample_bytes=1000, **BASE,
+    )
+    assert r.attrs["per_sample_storage"] == "moments"
+    assert r.attrs["per_sample_bytes"] == 4 * 2 * 30 * N
+    assert np.isfinite(r.singular_fluctuation("train"))
+
+
+def test_bad_eval_sets(monkeypatch):
+    _forbid_compilation(monkeypatch)
+    with pytest.raises(ValueError, match="identifiers"):
+        slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, eval_sets={"a b": DATA}, **BASE)
+    with pytest.raises(ValueError, match=r"eval_sets\['p'\].*disagree"):
+        slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, eval_sets={"p": (DATA[0], DATA[1][:5])}, **BASE)
+    with pytest.raises(ValueError, match="eval_every"):
+        slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, eval_sets={"p": DATA}, **{**BASE, "eval_every": None})
