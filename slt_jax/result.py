@@ -233,6 +233,25 @@ class LLCResult:
     def __repr__(self) -> str:
         return f"LLCResult(\n{self.summary()}\n)"
 
+    def to_inference_data(self):
+        """ArviZ InferenceData: posterior = nβ(L_B - L_n(w*)) per draw (its mean is λ̂), sample_stats
+        = loss, grad_norm, distance; log_likelihood = -(per-sample losses) per eval set (so
+        `az.waic`/`az.loo` apply, at the eval draws). All chains; see `.healthy`."""
+        az = obs._arviz()
+        ds = self.dataset
+        posterior = xr.Dataset({"llc_draw": self.nbeta * (ds["loss"].astype("float64") - self.init_loss)})
+        stats = ds[["loss", "grad_norm", "distance"]]
+        groups = {"posterior": posterior, "sample_stats": stats}
+        loglik = {
+            name[: -len("_losses")]: -ds[name].rename({"eval_draw": "draw"})
+            for name in ds.data_vars if name.endswith("_losses")
+        }
+        if loglik:
+            groups["log_likelihood"] = xr.Dataset(loglik)
+        idata = az.InferenceData(**groups)
+        idata.posterior.attrs.update(ds.attrs)
+        return idata
+
     # --- persistence ---------------------------------------------------------------------
     def to_netcdf(self, path: str | Path) -> Path:
         """Write the Dataset (draws + metadata) to netCDF (h5netcdf engine; no pickle)."""

@@ -301,3 +301,10 @@ def test_bad_eval_sets(monkeypatch):
         slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, eval_sets={"p": (DATA[0], DATA[1][:5])}, **BASE)
     with pytest.raises(ValueError, match="eval_every"):
         slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, eval_sets={"p": DATA}, **{**BASE, "eval_every": None})
+
+
+def test_inference_data_export(reference):
+    idata = reference.to_inference_data()
+    np.testing.assert_allclose(float(idata.posterior["llc_draw"].mean()), reference.llc_mean, rtol=1e-6)
+    assert set(idata.sample_stats.data_vars) >= {"loss", "grad_norm", "distance"}
+    assert idata.posterior.attrs["sampler"] == "sgld"
