@@ -466,9 +466,10 @@ def save_standard_plots(result, out_dir: str | Path, *, max_bif_samples: int = 2
     """Write trace, MALA, loss-histogram and diagnostics PNGs (plus a BIF heat map per eval set).
 
     Files in out_dir: trace.png, mala.png, loss_histograms.png, diagnostics.png and, for each eval
-    set `name`, bif_<name>.png (correlation BIF of its first `max_bif_samples` samples over the
-    healthy chains' evaluations; skipped with a warning when it cannot be computed). Returns the
-    paths written, in that order.
+    set `name` stored per draw, bif_<name>.png (correlation BIF of its first `max_bif_samples`
+    samples over the healthy chains' evaluations; skipped with a warning when it cannot be
+    computed; eval sets stored as running moments have no BIF and are skipped). Returns the paths
+    written, in that order.
     """
     import warnings
 

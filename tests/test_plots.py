@@ -137,6 +137,8 @@ def test_save_standard_plots(result, unhealthy, no_evals, tmp_path):
     for p in paths:
         assert p.stat().st_size > 1000
     assert [p.name for p in plots.save_standard_plots(no_evals, tmp_path / "c")] == names
+    moments_only = LLCResult(result.dataset.drop_vars("train_losses"))  # per_sample_storage="moments"
+    assert [p.name for p in plots.save_standard_plots(moments_only, tmp_path / "e")] == names
     # BIF of the first max_bif_samples samples when the eval set is larger
     np.testing.assert_allclose(plots._bif_subset(result, "train", 16), result.bif("train")[:16, :16], atol=1e-12)
     np.testing.assert_array_equal(plots._bif_subset(unhealthy, "train", 256), unhealthy.bif("train"))
