@@ -9,7 +9,9 @@ Every kernel has the same shape so the chain runner can drive any of them:
 the kernel adds nβ and the localization term itself (posterior.potential_grad), so
 preconditioners can use the loss gradient alone, as estimators.md §2 prescribes.
 Conventions follow estimators.md §2 (SGLD as in Lau et al. and devinterp: drift ε/2,
-noise sqrt(ε)), so step sizes transfer from published work.
+noise sqrt(ε)), so step sizes transfer from published work. Every kernel takes that same ε:
+the preconditioned ones (rmsprop_sgld, adam_sgld) scale it per coordinate, the momentum ones
+(sghmc, sgnht) use the learning rate η = ε/2, which makes them SGLD at friction 1.
 """
 
 from __future__ import annotations
@@ -172,10 +174,12 @@ def adam_sgld(
     1e-5), and the localization drift alone then diverges once ε_t γ > 4. Raise a (e.g. 0.1,
     devinterp's RMSProp value) if the model has such dead coordinates.
 
-    Bias (measured in tests/test_samplers.py on a Gaussian): the drift uses a gradient averaged
-    over ~β1/(1-β1) = 9 past steps, so the stationary variance is inflated by roughly
-    (1 + 4 ε_t·curvature) at β1 = 0.9 (+4% at ε_t·curvature = 0.01, +16% at 0.04; SGLD's is
-    +ε·curvature/4), on top of the position-dependent-preconditioner bias of `rmsprop_sgld`.
+    Bias (tests/test_samplers.py, a Gaussian of curvature k with nβ/k = 0.83): the drift uses a
+    gradient averaged over ~β1/(1-β1) = 9 past steps, which inflates the stationary variance
+    far more than SGLD's discretization does: +4% at ε_t k = 0.01, +11% at 0.027, +16% at 0.04
+    (SGLD: +ε_t k/4, i.e. 0.25%, 0.7%, 1%). On top comes the position-dependent-preconditioner
+    bias of `rmsprop_sgld` (there +3% variance and 0.04 sd mean shifts at β2 = 0.999).
+    Use a smaller ε than for `rmsprop_sgld`.
     """
 
     def init(position: Params) -> AdamSGLDState:
@@ -233,14 +237,17 @@ def sghmc(step_size: float, *, friction: float = 0.01, noise_estimate: float = 0
     The momentum starts at 0 (`init` has no key) and is never resampled (BlackJAX's SGHMC
     redraws it every step, which makes it an HMC-flavoured SGLD rather than CFG's SGHMC).
 
-    friction α (default 0.01): CFG's recommended small value (§4, their α ∈ {0.01, 0.1} with
-    β̂ = 0), also BlackJAX's and devinterp's default. α is per step and dimensionless (CFG's
-    α = ηM⁻¹C in physical units). Smaller α = longer momentum memory: faster travel along flat
-    directions (diffusion ≈ η/α per step there, vs η for SGLD), slower damping of oscillations.
-    noise_estimate β̂ (default 0, CFG's practical choice): an estimate of the gradient-noise
-    contribution η·V̂/2 subtracted from the injected noise; must satisfy 0 ≤ β̂ ≤ α.
-    Discretization bias on a Gaussian of curvature k: Var(w) ≈ (1/k)/(1 - εk/8) for α ≪ 1
-    (SGLD: (1/k)/(1 - εk/4)).
+    friction α (default 0.01): CFG's "connection to SGD with momentum" suggests β̂ = 0 and a
+    small α such as 0.01 or 0.1; 0.01 is also the value of BlackJAX's `alpha` default. α is per
+    step and dimensionless (CFG: α = h M⁻¹ C, η = h² M⁻¹ with h their time step). Smaller α =
+    longer momentum memory: faster travel along flat directions (diffusion ≈ η/α per step
+    there, vs η for SGLD), slower damping of oscillations and of the initial transient (~1/α
+    steps). noise_estimate β̂ (default 0, CFG's practical choice): the gradient noise's share
+    η V̂/2 of the momentum noise (V̂ = per-coordinate variance of the minibatch ∇U, i.e.
+    nβ² Var(∇L_B)), subtracted from the injected noise; 0 ≤ β̂ ≤ α. With β̂ = 0 minibatch noise
+    heats the chain: kinetic temperature ≈ 1 + η V̂/(2α) (SGNHT's thermostat corrects this).
+    Discretization bias on a Gaussian of curvature k: Var(w) ≈ (1/k)/(1 - εk/8) for α ≪ 1,
+    (1/k)/(1 - εk/4) at α = 1 (= SGLD's).
     """
     if not 0.0 < friction <= 1.0:
         raise ValueError(f"friction must be in (0, 1], got {friction}")
@@ -294,16 +301,23 @@ def sgnht(step_size: float, *, diffusion: float = 0.01, initial_thermostat: floa
     ε is SGLD's step size (η = ε/2): with ζ frozen at 1 this is the SGLD step. With ζ frozen at
     α it is `sghmc`; the thermostat instead adapts the friction until the kinetic temperature
     mean(p²) = mean(v²)/η is 1, which absorbs unknown gradient noise. The −ζ v force is applied
-    (devinterp's `SGMCMC.sgnht` updates a thermostat but drops this force). The target 1 is not
+    (estimators.md §2: devinterp's `SGMCMC.sgnht` drops this force). The target 1 is not
     a tunable constant: another value would sample exp(-U/T). With an element mask, mean(v²)
     averages only over sampled coordinates (masked v stays 0), d = number of sampled coordinates.
 
-    diffusion α (default 0.01; devinterp's `diffusion_factor` and BlackJAX's `alpha` default,
-    there in the same per-step role as devinterp's): the injected noise, per step and
-    dimensionless (paper's A = α/h). initial_thermostat ζ_0 (default None = α, the paper's
-    ξ_0 = A). The momentum starts at 0 (`init` has no key; the paper draws p_0 ~ N(0, I)), so
-    the thermostat first cools (ζ decreases) until the kinetic energy has built up.
-    devinterp's SGNHT `lr` is our η = ε/2.
+    diffusion α (default 0.01, the per-step value of devinterp's `diffusion_factor` default and
+    the value of BlackJAX's `alpha` default): the injected noise, per step and dimensionless
+    (the paper's A = α/h). initial_thermostat ζ_0 (default None = α, the paper's ξ_0 = A).
+    The momentum starts at 0 (`init` has no key; the paper draws p_0 ~ N(0, I)), so ζ first
+    falls (possibly below 0: negative friction heats) until the kinetic energy has built up.
+    devinterp's `SGNHT(lr=...)` class uses this form with lr = our η = ε/2.
+
+    Discretization (tests/test_samplers.py, Gaussian): the read-out mean(v²) of the Euler step
+    runs hot by ≈ ζ/2 relative to the continuous kinetic energy, so the thermostat settles
+    slightly cold: Var(w) ≈ (1 - ζ*/2)/k, with ζ* the equilibrium friction (≈ α without
+    gradient noise: -0.5% at α = 0.01; ≈ α + η nβ² Var(g)/2 with minibatch noise). Like any
+    momentum Euler scheme it is unstable once ζ > 2: keep η·nβ·|∇L| small enough that the
+    thermostat never has to brake that hard (e.g. a far-from-equilibrium start with a large ε).
     """
     if diffusion < 0.0:
         raise ValueError(f"diffusion must be >= 0, got {diffusion}")
@@ -327,7 +341,7 @@ def sgnht(step_size: float, *, diffusion: float = 0.01, initial_thermostat: floa
         sq = apply_element_mask(posterior.element_mask, jax.tree.map(jnp.square, v))
         sum_sq = sum(jnp.sum(x) for x in jax.tree.leaves(sq))
         mean_sq = sum_sq / _num_sampled(posterior.element_mask, v)
-        new_zeta = zeta + 0.0 * (mean_sq - eta).astype(zeta.dtype)
+        new_zeta = zeta + (mean_sq - eta).astype(zeta.dtype)
         return SGNHTState(w, v, new_zeta), {}
 
     return Kernel(init, step)
