@@ -4,17 +4,31 @@ Main entry point: `estimate_llc`. Ground truths: `slt_jax.truth`. Flax models:
 `slt_jax.adapters`. Observables as pure functions: `slt_jax.observables`.
 """
 
-from slt_jax.kernels import Kernel, make_kernel, rmsprop_sgld, rmsprop_sgld_devinterp, sgld
+from slt_jax import adapters, losses, observables, truth
+from slt_jax.kernels import (
+    SAMPLERS, Kernel, adam_sgld, make_kernel, rmsprop_sgld, rmsprop_sgld_devinterp, sghmc, sgld, sgnht,
+)
 from slt_jax.llc import estimate_llc
 from slt_jax.result import LLCResult
+from slt_jax.susceptibility import SusceptibilityResult, estimate_susceptibilities
 
 __all__ = [
     "estimate_llc",
+    "estimate_susceptibilities",
     "LLCResult",
+    "SusceptibilityResult",
     "Kernel",
+    "SAMPLERS",
     "make_kernel",
     "sgld",
     "rmsprop_sgld",
     "rmsprop_sgld_devinterp",
+    "adam_sgld",
+    "sghmc",
+    "sgnht",
+    "adapters",
+    "losses",
+    "observables",
+    "truth",
 ]
 __version__ = "0.1.0"

@@ -1,13 +1,14 @@
 """The chain runner: many chains as one compiled program, run as a host loop of segments.
 
-Layout of one compiled draw segment (all static shapes, so a run compiles at most twice:
-one burn-in program and one draw program):
+Layout of one compiled segment (static shapes, so a run compiles one program; burn-in runs
+through it as draws with negative indices):
 
     scan over blocks of `eval_every` draws            (unbatched block index)
-      ├─ full-data loss at the block's first draw      (a real `lax.cond`, skipped past the end)
+      ├─ evaluation at the block's first draw          (a real `lax.cond`, skipped outside the run):
+      │    full-data loss, MALA probe, per-sample losses of every eval set   -> BlockRecord
       └─ scan over draws in the block
-           └─ scan over `thin` steps
-                └─ vmap over chains: minibatch → value_and_grad → kernel.step
+           └─ scan over `thin` steps                   (a `lax.cond` skips steps outside the run)
+                └─ vmap over chains: minibatch → value_and_grad → kernel.step -> DrawRecord
 
 Step and draw indices are scan inputs, *outside* the chain vmap, so `lax.cond` on them stays
 a real branch instead of becoming a select that computes both sides. Randomness for chain c

@@ -82,7 +82,7 @@ class RMSPropSGLDState(NamedTuple):
 def rmsprop_sgld(
     step_size: float,
     *,
-    beta2: float = 0.99,
+    beta2: float = 0.999,
     eps_stabilizer: float = 1e-5,
     initial_square_avg: float = 1.0,
     bias_correction: bool = True,
@@ -93,15 +93,19 @@ def rmsprop_sgld(
         v_t = β2 v_{t-1} + (1-β2) g_t²,   v_{-1} = initial_square_avg (1)
         v̂_t = v_t / (1 - β2^t)            (t counts updates from 1: t = 0 would divide by 0)
         ε_t = ε / (sqrt(v̂_t) + a)
-    then the SGLD step with ε_t in drift and noise. Defaults: β2 = 0.99 and a = 1e-5, the
-    constants of Li et al.'s pSGLD (AAAI 2016), with H&H's v_{-1} = 1 and bias correction.
+    then the SGLD step with ε_t in drift and noise. Defaults: a = 1e-5 from Li et al.'s pSGLD
+    (AAAI 2016) and β2 = 0.999 from Adam (Kingma & Ba) rather than pSGLD's 0.99, because of the
+    bias below; H&H's v_{-1} = 1 and bias correction. The effective step is ε/sqrt(v̂), so ε is
+    typically 10–100× smaller than an SGLD step size for the same model.
     devinterp 1.3's variant (v starts at 0, no bias correction, a = 0.1) is registered
     separately as "rmsprop_sgld_devinterp".
 
     Caveat (measured, tests/test_accuracy.py): ε_t depends on the position through g_t and the
     kernel omits the Γ correction term of position-dependent preconditioners, so its stationary
     law is ∝ e^{-U}/ε(w). When the EMA window 1/(1-β2) is comparable to the chain's relaxation
-    time, λ̂ is biased high (+15% on a linear model at β2 = 0.99, +4% at β2 = 0.999).
+    time, λ̂ is biased high (+15% on a linear model at β2 = 0.99, +4% at β2 = 0.999). Noise-free
+    problems with a regular direction show it most: normal crossing (0,1) gives λ̂ ≈ 0.52–0.55
+    for λ = 1/2 at ε = 1e-6…1e-5, where SGLD is unbiased.
     """
 
     def init(position: Params) -> RMSPropSGLDState:

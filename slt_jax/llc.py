@@ -63,7 +63,8 @@ def estimate_llc(
       num_chains, num_draws: chains, and draws kept per chain after burn-in.
       num_burnin: steps discarded before the first draw. thin: steps per draw.
       batch_size: minibatch size B (1..n); B == n uses the full data every step.
-      sampler: "sgld", "rmsprop_sgld", "rmsprop_sgld_devinterp", or a `Kernel`.
+      sampler: "sgld", "rmsprop_sgld", "rmsprop_sgld_devinterp", "adam_sgld", "sghmc",
+        "sgnht" (see slt_jax.kernels), or a `Kernel`.
       sampler_kwargs: extra constants for the named sampler (e.g. beta2 for RMSProp-SGLD).
       seed: chain c uses fold_in(key(seed), c): same seed, same result.
       mask: optional pytree like params of bools / boolean arrays: what is sampled; the rest

@@ -365,7 +365,7 @@ def test_adam_sgld_matches_hand_computation():
 
 def test_adam_sgld_with_beta1_zero_is_rmsprop_sgld():
     eps = 1e-3
-    adam, rms = adam_sgld(eps, beta1=0.0, beta2=0.99, eps_stabilizer=1e-5), rmsprop_sgld(eps)
+    adam, rms = adam_sgld(eps, beta1=0.0, beta2=0.99, eps_stabilizer=1e-5), rmsprop_sgld(eps, beta2=0.99, eps_stabilizer=1e-5)
     sa, sr = adam.init(W0), rms.init(W0)
     for i, g in enumerate((G1, G2, G1)):
         key = jax.random.key(i)
