@@ -70,6 +70,7 @@ def main():
     p.add_argument("--chains", type=int, nargs="+", default=list(W.CHAIN_COUNTS))
     p.add_argument("--out-md", default=None, help="append the markdown report to this file")
     p.add_argument("--json-dir", default=None, help="keep the per-run JSONs here (default: a temp dir)")
+    p.add_argument("--slt-extra", default="", help="extra arguments for slt_jax_mlp.py, e.g. '--no-eval'")
     args = p.parse_args()
 
     json_dir = args.json_dir or tempfile.mkdtemp(prefix="mlp_bench_")
@@ -87,7 +88,7 @@ def main():
     for c in args.chains:
         di_extra = ("--threads", str(args.devinterp_threads))
         for name, python, script, ok, extra in (
-                ("slt_jax", sys.executable, slt_script, have_slt, ()),
+                ("slt_jax", sys.executable, slt_script, have_slt, tuple(args.slt_extra.split())),
                 ("devinterp", args.devinterp_python, di_script, have_di, di_extra)):
             if not ok:
                 continue
@@ -106,7 +107,8 @@ def main():
         "",
         f"Workload: {wd['model']}, {wd['num_params']:,} params, n={wd['n']}, batch={wd['batch']}, "
         f"γ={wd['gamma']:g}, ε={wd['eps']:g}, nβ=n/log n={wd['nbeta']:.2f}, SGLD, MSE, "
-        f"{args.draws} draws/chain (no burn-in, every step a draw), init loss = full-data L_n(w*).",
+        f"{args.draws} draws/chain (no burn-in, every step a draw), init loss = full-data L_n(w*); "
+        f"slt_jax options: {args.slt_extra or 'defaults (full-data evaluations + MALA probe every 10 draws)'}.",
         f"Machine: {cpu_model()}, {os.cpu_count()} cores; python {platform.python_version()}; "
         f"jax {pkg_version('jax')}; slt_jax {pkg_version('slt_jax')}; torch {torch_v}"
         + (f" ({threads} torch thread{'s' if threads != 1 else ''})" if threads else "")

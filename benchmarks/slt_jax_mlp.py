@@ -8,11 +8,16 @@ run_mlp_comparison.py for the fresh-process end-to-end wall time and the devinte
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 T_START = time.perf_counter()
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from slt_jax.hostdevices import expose_cpu_cores  # noqa: E402  (must run before jax is imported)
+
+expose_cpu_cores()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -56,6 +61,7 @@ def main():
         "version": slt_jax.__version__,
         "jax": jax.__version__,
         "backend": jax.default_backend(),
+        "devices": len(jax.devices()),
         "chains": args.chains,
         "draws": args.draws,
         "compile_s": r.attrs["compile_s"],

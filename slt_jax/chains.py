@@ -156,11 +156,24 @@ def first_draw_index(plan: RunPlan) -> int:
     return -math.ceil(burn_draws / plan.block_draws) * plan.block_draws
 
 
-def build_programs(raw_loss: Callable, kernel: Kernel, plan: RunPlan, step_size: float) -> Programs:
-    """Jitted programs for `plan`. Pure: nothing here touches files, progress bars or devices.
+def chain_mesh(devices) -> jax.sharding.Mesh | None:
+    """A 1-D mesh named "chain" over `devices` (Auto axis type, so user loss functions need no
+    sharding annotations; see jax-notes.md), or None for a single device."""
+    devices = list(devices)
+    if len(devices) < 2:
+        return None
+    return jax.sharding.Mesh(np.array(devices), ("chain",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def build_programs(
+    raw_loss: Callable, kernel: Kernel, plan: RunPlan, step_size: float, mesh: jax.sharding.Mesh | None = None
+) -> Programs:
+    """Jitted programs for `plan`. Pure: nothing here touches files or progress bars.
 
     raw_loss(sampled, frozen, batch) is the user's loss on the sampled leaves, (B,) or (B, T).
-    step_size is the SGLD ε of the MALA probe.
+    step_size is the SGLD ε of the MALA probe. With a mesh, the chain axis (plan.num_chains, a
+    multiple of the mesh size) is split over its devices and everything else is replicated;
+    chains never communicate, so the program has no collectives.
     """
     from slt_jax.kernels import langevin_update, tree_normal
     from slt_jax.observables import mala_acceptance
@@ -272,9 +285,23 @@ def build_programs(raw_loss: Callable, kernel: Kernel, plan: RunPlan, step_size:
             jax.tree.map(lambda x: jnp.broadcast_to(x, (num_chains,) + x.shape), center)
         )
 
+    if mesh is None:
+        return Programs(
+            init=jax.jit(init, static_argnums=1),
+            draws=jax.jit(draws, donate_argnums=0),
+            full_loss=jax.jit(full_loss),
+        )
+    chains = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("chain"))
+    per_step = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "chain"))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     return Programs(
-        init=jax.jit(init, static_argnums=1),
-        draws=jax.jit(draws, donate_argnums=0),
+        init=jax.jit(init, static_argnums=1, out_shardings=chains),
+        draws=jax.jit(
+            draws,
+            donate_argnums=0,
+            in_shardings=(chains, chains) + (replicated,) * 5,
+            out_shardings=(chains, per_step, per_step),
+        ),
         full_loss=jax.jit(full_loss),
     )
 
@@ -300,6 +327,16 @@ class RunOutput:
     sampling_s: float
     final_states: Any
 
+    def take_chains(self, k: int) -> "RunOutput":
+        """The first k chains (drops padding chains)."""
+        first = lambda tree: jax.tree.map(lambda r: r[:k], tree)  # noqa: E731
+        return RunOutput(
+            first(self.draws), first(self.burnin),
+            BlockRecord(self.blocks.full_loss[:k], self.blocks.mala[:k], {}),
+            self.eval_draws, self.first_bad_draw[:k], self.compile_s, self.sampling_s,
+            first(self.final_states),
+        )
+
 
 def run_chains(
     programs: Programs,
@@ -312,6 +349,7 @@ def run_chains(
     posterior: Posterior,
     seed: int,
     per_sample_sink: Any = None,
+    mesh: jax.sharding.Mesh | None = None,
     progress: bool = True,
 ) -> RunOutput:
     """Drive the compiled draw program segment by segment: the orchestration edge.
@@ -324,6 +362,13 @@ def run_chains(
     from tqdm.auto import tqdm
 
     keys = chain_keys(seed, plan.num_chains)
+    if mesh is not None:
+        # Place shared inputs once; otherwise every segment call would copy them again.
+        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        keys = jax.device_put(keys, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("chain")))
+        center, frozen, data, eval_sets, posterior = jax.device_put(
+            (center, frozen, data, eval_sets, posterior), replicated
+        )
     states = programs.init(center, plan.num_chains)
     start = first_draw_index(plan)
     per_sample_sink = per_sample_sink if per_sample_sink is not None else MemorySink()
@@ -395,6 +440,9 @@ class MemorySink:
     def arrays(self) -> dict[str, np.ndarray]:
         return {name: np.concatenate(parts, axis=1) for name, parts in self.parts.items()}
 
+    def take_chains(self, k: int) -> None:
+        self.parts = {name: [p[:k] for p in parts] for name, parts in self.parts.items()}
+
 
 class MomentsSink:
     """Keeps per-chain running moments of the per-sample losses instead of the losses.
@@ -416,6 +464,9 @@ class MomentsSink:
         accs = self.acc.setdefault(name, [PerSampleMoments.init(per_sample.shape[2]) for _ in per_sample])
         for c, chain_losses in enumerate(per_sample):
             accs[c] = accs[c].update(chain_losses)
+
+    def take_chains(self, k: int) -> None:
+        self.acc = {name: accs[:k] for name, accs in self.acc.items()}
 
 
 def per_sample_bytes(num_chains: int, num_evals: int, losses_per_eval: dict[str, int]) -> int:

@@ -303,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from slt_jax.hostdevices import expose_cpu_cores
+
+    expose_cpu_cores()  # chains on every CPU core (before jax is imported; no-op otherwise)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "truth":

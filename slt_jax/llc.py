@@ -13,8 +13,8 @@ import xarray as xr
 
 from slt_jax import _validate as check
 from slt_jax.chains import (
-    BATCH_SAMPLING, MemorySink, MomentsSink, RunOutput, RunPlan, build_programs, per_sample_bytes,
-    plan_segments, run_chains,
+    BATCH_SAMPLING, MemorySink, MomentsSink, RunOutput, RunPlan, build_programs, chain_mesh,
+    per_sample_bytes, plan_segments, run_chains,
 )
 from slt_jax.health import ChainHealth, assess_chains
 from slt_jax.kernels import SAMPLERS, Kernel, make_kernel
@@ -46,6 +46,7 @@ def estimate_llc(
     eval_chunk: int | None = None,
     batch_sampling: str = "with_replacement",
     segment_steps: int | None = None,
+    devices: Any = None,
     progress: bool = True,
 ) -> LLCResult:
     """Estimate the local learning coefficient λ̂(w*) with many SGMCMC chains in one program.
@@ -85,6 +86,10 @@ def estimate_llc(
       batch_sampling: "with_replacement" (iid indices, cheapest) or "without_replacement"
         (distinct indices within each minibatch; costs a permutation of n per step).
       segment_steps: steps per compiled segment of the host loop (progress/NaN-check cadence).
+      devices: devices to spread the chains over (default: all of jax.devices()). Chains are
+        padded to a multiple of the device count and the padding dropped; chain c's result
+        does not depend on the device count. On a multi-core CPU, expose the cores as devices
+        with XLA_FLAGS=--xla_force_host_platform_device_count=<cores> (set before importing jax).
       progress: show a tqdm progress bar.
 
     Returns:
@@ -167,8 +172,13 @@ def estimate_llc(
         element_mask=list(partition.element_mask),
     )
     blocks = plan_segments(num_draws, num_burnin, thin, eval_every or 1, segment_steps)
+    devices = list(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices is empty; pass None (all devices) or a list of jax devices.")
+    mesh = chain_mesh(devices)
+    padded_chains = math.ceil(num_chains / len(devices)) * len(devices)
     plan = RunPlan(
-        num_chains=num_chains,
+        num_chains=padded_chains,
         num_draws=num_draws,
         num_burnin=num_burnin,
         thin=thin,
@@ -179,7 +189,7 @@ def estimate_llc(
         eval_chunk=min(eval_chunk, n),
         draw_blocks_per_segment=blocks,
     )
-    programs = build_programs(sampled_loss(loss_fn, partition), kernel, plan, step_size)
+    programs = build_programs(sampled_loss(loss_fn, partition), kernel, plan, step_size, mesh)
     init_loss = float(programs.full_loss(center, frozen, data))
     if not math.isfinite(init_loss):
         raise ValueError(f"the full-data loss at w* is {init_loss}; check loss_fn and params.")
@@ -188,8 +198,11 @@ def estimate_llc(
     sink = MemorySink() if per_sample_storage == "memory" else MomentsSink()
     out = run_chains(
         programs, plan, center=center, frozen=frozen, data=data, eval_sets=eval_sets,
-        posterior=posterior, seed=seed, per_sample_sink=sink, progress=progress,
+        posterior=posterior, seed=seed, per_sample_sink=sink, mesh=mesh, progress=progress,
     )
+    if padded_chains > num_chains:  # drop the padding chains that filled the last device
+        out = out.take_chains(num_chains)
+        sink.take_chains(num_chains)
 
     # ---- label ----
     health = assess_chains(
@@ -225,9 +238,11 @@ def estimate_llc(
         compile_s=out.compile_s,
         sampling_s=out.sampling_s,
         chain_steps_per_s=num_chains * plan.total_steps / max(out.sampling_s, 1e-12),
+        padded_chains=padded_chains,
         slt_jax_version=_version(),
         jax_version=jax.__version__,
         backend=jax.default_backend(),
+        num_devices=len(devices),
     )
     result = LLCResult(build_dataset(out, sink, health, attrs))
     excluded = [str(h) for h in health if not h.healthy]

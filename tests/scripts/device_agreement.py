@@ -1,0 +1,37 @@
+"""Run in a fresh process with 8 host devices: λ̂ per chain on 1, 2 and 8 devices.
+
+Prints one JSON line: {"1": [...], "2": [...], "8": [...], "num_devices": 8}.
+"""
+
+import json
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import slt_jax
+
+n = 256
+rng = np.random.default_rng(0)
+x = rng.normal(size=(n, 3)).astype(np.float32)
+y = (x @ rng.normal(size=(3, 2)) + rng.normal(size=(n, 2))).astype(np.float32)
+
+
+def loss_fn(params, batch):
+    xb, yb = batch
+    return 0.5 * jnp.sum((yb - xb @ params["W"]) ** 2, axis=-1)
+
+
+params = {"W": jnp.asarray(np.linalg.lstsq(x, y, rcond=None)[0])}
+out = {"num_devices": len(jax.devices())}
+for k in (1, 2, 8):
+    r = slt_jax.estimate_llc(
+        loss_fn, params, (x, y), step_size=1e-4, localization=1.0, num_chains=6, num_draws=100,
+        num_burnin=10, batch_size=32, seed=0, devices=jax.devices()[:k], progress=False,
+        eval_sets={"probe": (x[:5], y[:5])}, eval_every=5,
+    )
+    out[str(k)] = [r.llc_per_chain.tolist(), r.dataset["eval_loss"].values.tolist(),
+                   r.per_sample_losses("probe").tolist(), int(r.attrs["padded_chains"])]
+print(json.dumps(out))
+sys.stdout.flush()
