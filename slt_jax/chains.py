@@ -128,6 +128,8 @@ class DrawRecord(NamedTuple):
     loss: jax.Array  # minibatch mean loss before the draw's update
     grad_norm: jax.Array  # ||∇L_B(w)|| over the sampled coordinates
     distance: jax.Array  # ||w - w*||
+    weight_norm: jax.Array  # ||w|| over the sampled leaves
+    noise_norm: jax.Array  # size of the noise the kernel injected (NaN if it does not report it)
 
 
 class BlockRecord(NamedTuple):
@@ -198,16 +200,19 @@ def build_programs(
         batch = draw_minibatch(batch_key, data, plan)
         # The loss is recorded at the position *before* this step's update (estimators.md §3).
         loss, grad = value_and_grad(state.position, frozen, batch)
+        position = state.position
+        state, info = kernel.step(kernel_key, state, grad, posterior)
         record = DrawRecord(
             loss.astype(jnp.float32),
             _norm(apply_element_mask(posterior.element_mask, grad)),
-            _norm(jax.tree.map(jnp.subtract, state.position, posterior.center)),
+            _norm(jax.tree.map(jnp.subtract, position, posterior.center)),
+            _norm(position),
+            jnp.asarray(info.get("noise_norm", jnp.nan), jnp.float32),
         )
-        state, _ = kernel.step(kernel_key, state, grad, posterior)
         return state, record
 
     all_chains_step = jax.vmap(one_chain_step, in_axes=(0, 0, None, None, None, None))
-    nan_record = DrawRecord(nan_per_chain, nan_per_chain, nan_per_chain)
+    nan_record = DrawRecord(*([nan_per_chain] * len(DrawRecord._fields)))
 
     def potential(position, frozen, batch, posterior):
         loss, grad = value_and_grad(position, frozen, batch)

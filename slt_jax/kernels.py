@@ -40,6 +40,15 @@ def tree_normal(key: jax.Array, like: Params) -> Params:
     )
 
 
+def noise_norm(scale, noise: Params, element_mask: Params) -> jax.Array:
+    """||scale·ξ|| over the sampled coordinates: the size of the injected noise (a diagnostic).
+
+    scale: a scalar or a pytree like `noise` (per-leaf scalars or arrays)."""
+    scale = scale if isinstance(scale, (list, tuple, dict)) else jax.tree.map(lambda _: scale, noise)
+    injected = apply_element_mask(element_mask, jax.tree.map(lambda s, xi: s * xi, scale, noise))
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(injected)))
+
+
 def langevin_update(position, grad_u, noise, eps, element_mask) -> Params:
     """w - (ε/2) ∇U + sqrt(ε) ξ, with ε a pytree like `position` (per-leaf scalars or arrays)."""
     delta = jax.tree.map(lambda e, g, xi: -0.5 * e * g + jnp.sqrt(e) * xi, eps, grad_u, noise)
@@ -65,7 +74,7 @@ def sgld(step_size: float) -> Kernel:
         noise = tree_normal(key, state.position)
         eps = jax.tree.map(lambda _: step_size, state.position)
         new = langevin_update(state.position, grad_u, noise, eps, posterior.element_mask)
-        return SGLDState(new), {}
+        return SGLDState(new), {"noise_norm": noise_norm(jnp.sqrt(step_size), noise, posterior.element_mask)}
 
     return Kernel(init, step)
 
@@ -123,7 +132,8 @@ def rmsprop_sgld(
         grad_u = potential_grad(posterior, state.position, loss_grad)
         noise = tree_normal(key, state.position)
         new = langevin_update(state.position, grad_u, noise, eps_t, posterior.element_mask)
-        return RMSPropSGLDState(new, v, t), {}
+        info = {"noise_norm": noise_norm(jax.tree.map(jnp.sqrt, eps_t), noise, posterior.element_mask)}
+        return RMSPropSGLDState(new, v, t), info
 
     return Kernel(init, step)
 
@@ -207,7 +217,8 @@ def adam_sgld(
         grad_u = potential_grad(posterior, state.position, m_hat)
         noise = tree_normal(key, state.position)
         new = langevin_update(state.position, grad_u, noise, eps_t, posterior.element_mask)
-        return AdamSGLDState(new, m, v, t), {}
+        info = {"noise_norm": noise_norm(jax.tree.map(jnp.sqrt, eps_t), noise, posterior.element_mask)}
+        return AdamSGLDState(new, m, v, t), info
 
     return Kernel(init, step)
 
@@ -271,7 +282,7 @@ def sghmc(step_size: float, *, friction: float = 0.01, noise_estimate: float = 0
         )
         v = _masked_add(posterior.element_mask, state.momentum, dv)
         w = _masked_add(posterior.element_mask, state.position, v)
-        return SGHMCState(w, v), {}
+        return SGHMCState(w, v), {"noise_norm": noise_norm(noise_scale, noise, posterior.element_mask)}
 
     return Kernel(init, step)
 
@@ -346,7 +357,7 @@ def sgnht(step_size: float, *, diffusion: float = 0.01, initial_thermostat: floa
         sum_sq = sum(jnp.sum(x) for x in jax.tree.leaves(sq))
         mean_sq = sum_sq / _num_sampled(posterior.element_mask, v)
         new_zeta = zeta + (mean_sq - eta).astype(zeta.dtype)
-        return SGNHTState(w, v, new_zeta), {}
+        return SGNHTState(w, v, new_zeta), {"noise_norm": noise_norm(noise_scale, noise, posterior.element_mask)}
 
     return Kernel(init, step)
 

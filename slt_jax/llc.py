@@ -263,6 +263,8 @@ def build_dataset(out: RunOutput, sink, health: list[ChainHealth], attrs: dict) 
         "loss": (chain_draw, out.draws.loss),
         "grad_norm": (chain_draw, out.draws.grad_norm),
         "distance": (chain_draw, out.draws.distance),
+        "weight_norm": (chain_draw, out.draws.weight_norm),
+        "noise_norm": (chain_draw, out.draws.noise_norm),
         "burnin_loss": (chain_burn, out.burnin.loss),
         "burnin_distance": (chain_burn, out.burnin.distance),
         "eval_loss": (chain_eval, out.blocks.full_loss),

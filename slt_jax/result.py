@@ -32,6 +32,10 @@ class LLCResult:
 
     Dataset variables (dims):
       loss (chain, draw)                 minibatch mean loss at each post-burn-in draw
+      grad_norm, distance, weight_norm, noise_norm (chain, draw)   ||∇L_B||, ||w - w*||, ||w||,
+                                         ||injected noise|| at each draw
+      mala_acceptance (chain, eval_draw) MALA acceptance of an SGLD probe move at each evaluation
+      <name>_losses (chain, eval_draw, <name>_sample[, ...])  per-sample losses of eval set <name>
       burnin_loss (chain, burnin_draw)   same during burn-in (thinned like the draws)
       eval_loss (chain, eval_draw)       full-data loss L_n at every `eval_every`-th draw
       healthy (chain), health_reason (chain)
@@ -240,7 +244,7 @@ class LLCResult:
         az = obs._arviz()
         ds = self.dataset
         posterior = xr.Dataset({"llc_draw": self.nbeta * (ds["loss"].astype("float64") - self.init_loss)})
-        stats = ds[["loss", "grad_norm", "distance"]]
+        stats = ds[[v for v in ("loss", "grad_norm", "distance", "weight_norm", "noise_norm") if v in ds]]
         groups = {"posterior": posterior, "sample_stats": stats}
         loglik = {
             name[: -len("_losses")]: -ds[name].rename({"eval_draw": "draw"})

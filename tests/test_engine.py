@@ -308,3 +308,13 @@ def test_inference_data_export(reference):
     np.testing.assert_allclose(float(idata.posterior["llc_draw"].mean()), reference.llc_mean, rtol=1e-6)
     assert set(idata.sample_stats.data_vars) >= {"loss", "grad_norm", "distance"}
     assert idata.posterior.attrs["sampler"] == "sgld"
+
+
+def test_norm_diagnostics(reference):
+    """SGLD injects sqrt(ε)·ξ: its norm is ≈ sqrt(ε d); distance and weight norm are consistent."""
+    ds = reference.dataset
+    d = reference.attrs["num_params"]
+    np.testing.assert_allclose(np.mean(ds["noise_norm"].values), np.sqrt(1e-4 * d), rtol=0.1)
+    assert np.all(ds["distance"].values >= 0) and np.all(ds["grad_norm"].values > 0)
+    w_star = np.sqrt(sum(float(jnp.sum(x**2)) for x in jax.tree.leaves(PARAMS)))
+    assert np.all(np.abs(ds["weight_norm"].values - w_star) <= ds["distance"].values + 1e-5)
