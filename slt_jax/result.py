@@ -202,6 +202,13 @@ class LLCResult:
         q = self.per_sample_losses(query or train)
         return obs.bif(_per_sample(self.per_sample_losses(train)), _per_sample(q), kind=kind)
 
+    def reweighting_llc(self, relative_offsets=(-0.05, -0.02, 0.02, 0.05)):
+        """Multi-temperature λ̂ from this run: E[n L_n] reweighted to β' = β(1 + δ) and the slope
+        against 1/β' (observables.reweighting_llc; warns when the weights degenerate). Uses the
+        full-data losses of healthy chains at the evaluations."""
+        nl = float(self.attrs["num_samples"]) * self.dataset["eval_loss"].values[self.healthy].astype(np.float64)
+        return obs.reweighting_llc(nl, self.beta, self.beta * (1.0 + np.asarray(relative_offsets)))
+
     @property
     def beta(self) -> float:
         return self.nbeta / float(self.attrs["num_samples"])

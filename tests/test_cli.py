@@ -11,9 +11,9 @@ def test_help_documents_every_command(capsys):
         main(["--help"])
     assert e.value.code == 0
     text = capsys.readouterr().out
-    for command in ("demo", "llc", "truth"):
+    for command in ("demo", "llc", "susceptibilities", "truth"):
         assert command in text
-    for command in ("demo", "llc", "truth"):
+    for command in ("demo", "llc", "susceptibilities", "truth"):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "usage: slt-jax " + command in capsys.readouterr().out
@@ -96,3 +96,27 @@ def test_llc_on_a_user_problem_file(tmp_path, capsys):
 def test_llc_rejects_unknown_observables(tmp_path):
     with pytest.raises(SystemExit, match="unknown"):
         main(["llc", "--toy", "regular", "--observables", "llc,entropy", "--out", str(tmp_path)])
+
+
+def test_susceptibilities_command(tmp_path, capsys):
+    import json
+
+    problem = tmp_path / "sus_problem.py"
+    problem.write_text(
+        "import jax.numpy as jnp, numpy as np\n"
+        "def make():\n"
+        "    rng = np.random.default_rng(0)\n"
+        "    x = rng.normal(size=(256, 3)).astype(np.float32)\n"
+        "    y = (x @ np.ones((3, 1)) + 0.3 * rng.normal(size=(256, 1))).astype(np.float32)\n"
+        "    w = np.linalg.lstsq(x, y, rcond=None)[0].astype(np.float32)\n"
+        "    loss = lambda p, b: 0.5 * jnp.sum((b[1] - b[0] @ p['W'] - p['b']) ** 2, axis=-1)\n"
+        "    return {'loss_fn': loss, 'params': {'W': jnp.asarray(w), 'b': jnp.zeros(1)}, 'data': (x, y),\n"
+        "            'probes': {'a': (x[:8], y[:8]), 'b': (x[8:16], y[8:16])},\n"
+        "            'components': {'W': {'W': True, 'b': False}, 'b': {'W': False, 'b': True}}}\n"
+    )
+    argv = ["susceptibilities", "--problem", f"{problem}:make", "--chains", "2", "--draws", "60", "--burnin", "20",
+            "--batch-size", "32", "--out", str(tmp_path / "out"), "--no-progress"]
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert set(summary["aggregate_chi"]) == {"W|a", "W|b", "b|a", "b|b"}
+    assert (tmp_path / "out" / "susceptibility_pca.png").stat().st_size > 0

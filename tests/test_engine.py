@@ -318,3 +318,9 @@ def test_norm_diagnostics(reference):
     assert np.all(ds["distance"].values >= 0) and np.all(ds["grad_norm"].values > 0)
     w_star = np.sqrt(sum(float(jnp.sum(x**2)) for x in jax.tree.leaves(PARAMS)))
     assert np.all(np.abs(ds["weight_norm"].values - w_star) <= ds["distance"].values + 1e-5)
+
+
+def test_reweighting_llc_on_the_result(reference):
+    fit = reference.reweighting_llc()
+    assert np.isfinite(fit.llc) and len(fit.betas) == 5
+    assert np.all(fit.ess_fraction > 0)
