@@ -266,9 +266,11 @@ def test_rmsprop_sgld_normal_crossing_within_3_5_standard_errors(powers, gamma):
     assert abs(r.llc_mean - lam) < 3.5 * se, (powers, r.llc_mean, lam, se)
 
 
-def test_rmsprop_sgld_rrr_within_15_percent():
-    """RMSProp-SGLD (defaults, ε = 1e-6) on the (5,3,5; r=3) RRR: measured +2.7% (λ = 21/2)."""
-    prob = truth.make_dln(0, (5, 3, 5), 3, num_samples=10_000, noise_std=0.0)
+@pytest.mark.parametrize("widths,rank", [((5, 3, 5), 3), ((4, 6, 2, 8), 1)])
+def test_rmsprop_sgld_dln_within_15_percent(widths, rank):
+    """RMSProp-SGLD (defaults, ε = 1e-6) on the RRR (5,3,5; r=3) and the 3-layer DLN
+    (4,6,2,8; r=1): measured +2.7% and +5% (λ = 21/2 and 7)."""
+    prob = truth.make_dln(0, widths, rank, num_samples=10_000, noise_std=0.0)
     r = slt_jax.estimate_llc(
         prob.loss_fn, prob.params, prob.data, step_size=1e-6, localization=1.0, num_chains=8,
         num_draws=10_000, num_burnin=10_000, batch_size=500, sampler="rmsprop_sgld", seed=0,
