@@ -266,15 +266,23 @@ class LLCResult:
     # --- persistence ---------------------------------------------------------------------
     def to_netcdf(self, path: str | Path) -> Path:
         """Write the Dataset (draws + metadata) to netCDF (h5netcdf engine; no pickle)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.dataset.to_netcdf(path, engine="h5netcdf")
-        return path
+        return write_netcdf(self.dataset, path)
 
     @classmethod
     def from_netcdf(cls, path: str | Path) -> "LLCResult":
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            return cls(ds.load())
+        return cls(read_netcdf(path))
+
+
+def write_netcdf(dataset: xr.Dataset, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dataset.to_netcdf(path, engine="h5netcdf")
+    return path
+
+
+def read_netcdf(path: str | Path) -> xr.Dataset:
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        return ds.load()
 
 
 def _per_sample(losses: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ import xarray as xr
 
 from slt_jax import observables as obs
 from slt_jax.llc import estimate_llc
-from slt_jax.result import LLCResult, encode_attrs, _decode_attr
+from slt_jax.result import LLCResult, _decode_attr, encode_attrs, read_netcdf, write_netcdf
 
 
 class SusceptibilityResult:
@@ -62,15 +62,11 @@ class SusceptibilityResult:
         return obs.response_pca(self.matrix, min(k, len(self.components)))
 
     def to_netcdf(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.dataset.to_netcdf(path, engine="h5netcdf")
-        return path
+        return write_netcdf(self.dataset, path)
 
     @classmethod
     def from_netcdf(cls, path: str | Path) -> "SusceptibilityResult":
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            return cls(ds.load())
+        return cls(read_netcdf(path))
 
     @property
     def attrs(self) -> dict:
