@@ -102,7 +102,7 @@ def _train(loss_fn, params, data, *, num_steps, optimizer):
     return run(params)
 
 
-OBSERVABLES = ("llc", "llc_var", "wbic", "free_energy", "mala", "nu", "waic", "bif", "health")
+OBSERVABLES = ("llc", "llc_var", "wbic", "free_energy", "reweighting", "mala", "nu", "waic", "bif", "health")
 
 
 def _load_problem(spec: str) -> dict:
@@ -193,6 +193,7 @@ def _llc(args: argparse.Namespace) -> int:
         "llc_var": lambda: result.llc_var,
         "wbic": lambda: result.wbic,
         "free_energy": lambda: result.free_energy,
+        "reweighting": lambda: dict(zip(("llc", "intercept", "llc_se"), map(float, result.reweighting_llc()[:3]))),
         "mala": lambda: [float(a) for a in result.mala_acceptance],
         "nu": lambda: {name: result.singular_fluctuation(name) for name in eval_sets},
         "waic": lambda: {name: result.waic(name) for name in eval_sets},

@@ -60,13 +60,13 @@ def test_llc_on_a_toy_with_observables(tmp_path, capsys):
     argv = [
         "llc", "--toy", "rrr", "--widths", "5", "3", "5", "--rank", "3", "--num-samples", "2000",
         "--chains", "3", "--draws", "200", "--burnin", "100", "--batch-size", "200", "--eval-every", "10",
-        "--observables", "llc,llc_var,wbic,free_energy,mala,nu,waic,bif,health",
+        "--observables", "llc,llc_var,wbic,free_energy,reweighting,mala,nu,waic,bif,health",
         "--out", str(tmp_path), "--no-progress", "--no-plots",
     ]
     assert main(argv) == 0
     assert "exact λ = 21/2" in capsys.readouterr().out
     summary = json.loads((tmp_path / "summary.json").read_text())
-    for key in ("llc", "llc_var", "wbic", "free_energy", "mala", "nu", "waic", "bif", "health"):
+    for key in ("llc", "llc_var", "wbic", "free_energy", "reweighting", "mala", "nu", "waic", "bif", "health"):
         assert key in summary
     assert summary["exact_llc"] == 10.5 and len(summary["mala"]) == 3 and "train" in summary["nu"]
     assert (tmp_path / "bif_train.npy").stat().st_size > 0
