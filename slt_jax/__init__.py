@@ -8,12 +8,13 @@ from slt_jax import adapters, losses, observables, truth
 from slt_jax.kernels import (
     SAMPLERS, Kernel, adam_sgld, make_kernel, rmsprop_sgld, rmsprop_sgld_devinterp, sghmc, sgld, sgnht,
 )
-from slt_jax.llc import estimate_llc
+from slt_jax.llc import estimate_llc, estimate_llc_checkpoints
 from slt_jax.result import LLCResult
 from slt_jax.susceptibility import SusceptibilityResult, estimate_susceptibilities
 
 __all__ = [
     "estimate_llc",
+    "estimate_llc_checkpoints",
     "estimate_susceptibilities",
     "LLCResult",
     "SusceptibilityResult",

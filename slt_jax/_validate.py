@@ -135,3 +135,16 @@ def loss_output(loss_fn: Callable, params: Any, data: Any, batch_size: int, name
         )
     if not jnp.issubdtype(out.dtype, jnp.floating):
         raise TypeError(f"loss_fn must return floating-point losses; got dtype {out.dtype}.")
+
+
+def same_structure(reference: Any, other: Any, name: str) -> None:
+    """`other` has the pytree structure, shapes and dtypes of `reference` (checkpoints of one model)."""
+    ref_def, other_def = jax.tree.structure(reference), jax.tree.structure(other)
+    if ref_def != other_def:
+        raise ValueError(f"{name} has a different pytree structure from the first checkpoint: {other_def} vs {ref_def}.")
+    for i, (a, b) in enumerate(zip(jax.tree.leaves(reference), jax.tree.leaves(other))):
+        if np.shape(a) != np.shape(b):
+            raise ValueError(
+                f"{name} leaf {i} has shape {np.shape(b)} but the first checkpoint's has {np.shape(a)}; "
+                "checkpoints batched together must share one architecture."
+            )

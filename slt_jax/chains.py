@@ -46,6 +46,8 @@ class RunPlan:
     eval_every: int | None  # draws between full-data evaluations; None: never
     eval_chunk: int  # samples per chunk of the full-data evaluation
     draw_blocks_per_segment: int  # blocks of `eval_every` draws per segment
+    # Each chain has its own w* (and frozen leaves): several checkpoints in one program.
+    per_chain_center: bool = False
 
     @property
     def block_draws(self) -> int:
@@ -211,7 +213,11 @@ def build_programs(
         )
         return state, record
 
-    all_chains_step = jax.vmap(one_chain_step, in_axes=(0, 0, None, None, None, None))
+    # Shared w* (one checkpoint): center and frozen leaves are broadcast; per-chain w*
+    # (checkpoint batching): they carry the chain axis like the states.
+    frozen_axis = 0 if plan.per_chain_center else None
+    posterior_axes = Posterior(None, None, 0, None) if plan.per_chain_center else None
+    all_chains_step = jax.vmap(one_chain_step, in_axes=(0, 0, None, frozen_axis, None, posterior_axes))
     nan_record = DrawRecord(*([nan_per_chain] * len(DrawRecord._fields)))
 
     def potential(position, frozen, batch, posterior):
@@ -234,11 +240,13 @@ def build_programs(
 
     def evaluate(states, keys, block_first_draw, frozen, data, eval_sets, posterior):
         positions = states.position
-        full = jax.vmap(full_loss, in_axes=(0, None, None))(positions, frozen, data)
+        full = jax.vmap(full_loss, in_axes=(0, frozen_axis, None))(positions, frozen, data)
         probe_keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, block_first_draw), 0x4D414C41))(keys)
-        mala = jax.vmap(mala_probe, in_axes=(0, 0, None, None, None))(positions, probe_keys, frozen, data, posterior)
+        mala = jax.vmap(mala_probe, in_axes=(0, 0, frozen_axis, None, posterior_axes))(
+            positions, probe_keys, frozen, data, posterior
+        )
         per_sample = {
-            name: jax.vmap(chunked_per_sample(raw_loss, _num_samples(es), plan.eval_chunk), in_axes=(0, None, None))(
+            name: jax.vmap(chunked_per_sample(raw_loss, _num_samples(es), plan.eval_chunk), in_axes=(0, frozen_axis, None))(
                 positions, frozen, es
             ).astype(jnp.float32)
             for name, es in eval_sets.items()
@@ -286,6 +294,8 @@ def build_programs(
         return states, records, evaluated
 
     def init(center, num_chains):
+        if plan.per_chain_center:
+            return jax.vmap(kernel.init)(center)
         return jax.vmap(kernel.init)(
             jax.tree.map(lambda x: jnp.broadcast_to(x, (num_chains,) + x.shape), center)
         )
@@ -296,19 +306,28 @@ def build_programs(
             draws=jax.jit(draws, donate_argnums=0),
             full_loss=jax.jit(full_loss),
         )
-    chains = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("chain"))
-    per_step = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "chain"))
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    chains, per_step, replicated = _shardings(mesh)
+    frozen_sharding = chains if plan.per_chain_center else replicated
+    posterior_sharding = (
+        Posterior(replicated, replicated, chains, replicated) if plan.per_chain_center else replicated
+    )
     return Programs(
         init=jax.jit(init, static_argnums=1, out_shardings=chains),
         draws=jax.jit(
             draws,
             donate_argnums=0,
-            in_shardings=(chains, chains) + (replicated,) * 5,
+            in_shardings=(chains, chains, replicated, frozen_sharding, replicated, replicated, posterior_sharding),
             out_shardings=(chains, per_step, per_step),
         ),
         full_loss=jax.jit(full_loss),
     )
+
+
+def _shardings(mesh):
+    """(chain axis first, chain axis second, replicated) shardings over `mesh`."""
+    spec = jax.sharding.PartitionSpec
+    named = jax.sharding.NamedSharding
+    return named(mesh, spec("chain")), named(mesh, spec(None, "chain")), named(mesh, spec())
 
 
 def _norm(tree) -> jax.Array:
@@ -332,14 +351,14 @@ class RunOutput:
     sampling_s: float
     final_states: Any
 
-    def take_chains(self, k: int) -> "RunOutput":
-        """The first k chains (drops padding chains)."""
-        first = lambda tree: jax.tree.map(lambda r: r[:k], tree)  # noqa: E731
+    def select_chains(self, chains: slice) -> "RunOutput":
+        """A contiguous range of chains (one checkpoint's, or all but the padding)."""
+        pick = lambda tree: jax.tree.map(lambda r: r[chains], tree)  # noqa: E731
         return RunOutput(
-            first(self.draws), first(self.burnin),
-            BlockRecord(self.blocks.full_loss[:k], self.blocks.mala[:k], {}),
-            self.eval_draws, self.first_bad_draw[:k], self.compile_s, self.sampling_s,
-            first(self.final_states),
+            pick(self.draws), pick(self.burnin),
+            BlockRecord(self.blocks.full_loss[chains], self.blocks.mala[chains], {}),
+            self.eval_draws, self.first_bad_draw[chains], self.compile_s, self.sampling_s,
+            pick(self.final_states),
         )
 
 
@@ -355,6 +374,7 @@ def run_chains(
     seed: int,
     per_sample_sink: Any = None,
     mesh: jax.sharding.Mesh | None = None,
+    keys: jax.Array | None = None,
     progress: bool = True,
 ) -> RunOutput:
     """Drive the compiled draw program segment by segment: the orchestration edge.
@@ -366,14 +386,23 @@ def run_chains(
 
     from tqdm.auto import tqdm
 
-    keys = chain_keys(seed, plan.num_chains)
+    if keys is None:
+        keys = chain_keys(seed, plan.num_chains)
     if mesh is not None:
-        # Place shared inputs once; otherwise every segment call would copy them again.
-        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-        keys = jax.device_put(keys, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("chain")))
-        center, frozen, data, eval_sets, posterior = jax.device_put(
-            (center, frozen, data, eval_sets, posterior), replicated
-        )
+        # Place inputs once; otherwise every segment call would copy them again.
+        chains, _, replicated = _shardings(mesh)
+        keys = jax.device_put(keys, chains)
+        data, eval_sets = jax.device_put((data, eval_sets), replicated)
+        if plan.per_chain_center:
+            center, frozen = jax.device_put((center, frozen), chains)
+            posterior = posterior._replace(
+                nbeta=jax.device_put(posterior.nbeta, replicated),
+                localization=jax.device_put(posterior.localization, replicated),
+                center=jax.device_put(posterior.center, chains),
+                element_mask=jax.device_put(posterior.element_mask, replicated),
+            )
+        else:
+            center, frozen, posterior = jax.device_put((center, frozen, posterior), replicated)
     states = programs.init(center, plan.num_chains)
     start = first_draw_index(plan)
     per_sample_sink = per_sample_sink if per_sample_sink is not None else MemorySink()
@@ -445,8 +474,10 @@ class MemorySink:
     def arrays(self) -> dict[str, np.ndarray]:
         return {name: np.concatenate(parts, axis=1) for name, parts in self.parts.items()}
 
-    def take_chains(self, k: int) -> None:
-        self.parts = {name: [p[:k] for p in parts] for name, parts in self.parts.items()}
+    def select_chains(self, chains: slice) -> "MemorySink":
+        sink = MemorySink()
+        sink.parts = {name: [p[chains] for p in parts] for name, parts in self.parts.items()}
+        return sink
 
 
 class MomentsSink:
@@ -470,8 +501,10 @@ class MomentsSink:
         for c, chain_losses in enumerate(per_sample):
             accs[c] = accs[c].update(chain_losses)
 
-    def take_chains(self, k: int) -> None:
-        self.acc = {name: accs[:k] for name, accs in self.acc.items()}
+    def select_chains(self, chains: slice) -> "MomentsSink":
+        sink = MomentsSink()
+        sink.acc = {name: accs[chains] for name, accs in self.acc.items()}
+        return sink
 
 
 def per_sample_bytes(num_chains: int, num_evals: int, losses_per_eval: dict[str, int]) -> int:

@@ -13,7 +13,7 @@ import xarray as xr
 
 from slt_jax import _validate as check
 from slt_jax.chains import (
-    BATCH_SAMPLING, MemorySink, MomentsSink, RunOutput, RunPlan, build_programs, chain_mesh,
+    BATCH_SAMPLING, MemorySink, MomentsSink, RunOutput, RunPlan, build_programs, chain_keys, chain_mesh,
     per_sample_bytes, plan_segments, run_chains,
 )
 from slt_jax.health import ChainHealth, assess_chains
@@ -96,6 +96,94 @@ def estimate_llc(
       LLCResult with .llc_mean, .llc_std, .llc_se, .llc_per_chain, .llc_var, .rhat, .ess,
       .loss_trace, .init_loss, .healthy, .summary(), .to_netcdf(path).
     """
+    return _estimate(
+        loss_fn, [params], data, step_size=step_size, localization=localization, nbeta=nbeta,
+        num_chains=num_chains, num_draws=num_draws, num_burnin=num_burnin, thin=thin,
+        batch_size=batch_size, sampler=sampler, sampler_kwargs=sampler_kwargs, seed=seed, mask=mask,
+        eval_sets=eval_sets, eval_every=eval_every, per_sample_storage=per_sample_storage,
+        max_per_sample_bytes=max_per_sample_bytes, eval_chunk=eval_chunk,
+        batch_sampling=batch_sampling, segment_steps=segment_steps, devices=devices,
+        progress=progress, checkpoints_per_call=1,
+    )[0]
+
+
+def estimate_llc_checkpoints(
+    loss_fn: Callable,
+    checkpoints: Any,
+    data: Any,
+    *,
+    checkpoints_per_call: int | str = "auto",
+    memory_budget_bytes: int | None = None,
+    **kwargs,
+) -> list[LLCResult]:
+    """λ̂ for K checkpoints of one architecture, many checkpoints × chains per compiled program.
+
+    checkpoints: a list of params pytrees (same structure and shapes), or one pytree whose
+      leaves have a leading checkpoint axis K.
+    checkpoints_per_call: checkpoints sampled together in one program (their chains side by
+      side on the chain axis, each chain localized at its own w*). "auto": as many as fit in
+      memory_budget_bytes according to the compiled program's memory analysis (default budget:
+      80% of the device's memory limit where jax reports one, else half the host's RAM).
+    kwargs: everything `estimate_llc` takes (step_size, localization, num_chains, ...).
+
+    Checkpoint k's chain c uses the same random stream as chain c of `estimate_llc` on that
+    checkpoint alone, so the per-checkpoint results equal K separate runs (to float rounding).
+    Returns one LLCResult per checkpoint, with `checkpoint` (its index) in the metadata.
+    """
+    ckpts = _as_checkpoint_list(checkpoints)
+    return _estimate(
+        loss_fn, ckpts, data, checkpoints_per_call=checkpoints_per_call,
+        memory_budget_bytes=memory_budget_bytes, **kwargs,
+    )
+
+
+def _as_checkpoint_list(checkpoints: Any) -> list:
+    if isinstance(checkpoints, (list, tuple)):
+        if not checkpoints:
+            raise ValueError("checkpoints is empty; pass at least one params pytree.")
+        return list(checkpoints)
+    leaves = jax.tree.leaves(checkpoints)
+    if not leaves or any(np.ndim(x) == 0 for x in leaves):
+        raise ValueError(
+            "checkpoints must be a list of params pytrees or a pytree whose leaves share a leading "
+            "checkpoint axis; got leaves without one."
+        )
+    k = {np.shape(x)[0] for x in leaves}
+    if len(k) != 1:
+        raise ValueError(f"the leaves of checkpoints disagree on the checkpoint axis length: {sorted(k)}.")
+    return [jax.tree.map(lambda x, i=i: x[i], checkpoints) for i in range(k.pop())]
+
+
+def _estimate(
+    loss_fn: Callable,
+    checkpoints: list,
+    data: Any,
+    *,
+    step_size: float,
+    localization: float,
+    nbeta: float | str | None = None,
+    num_chains: int,
+    num_draws: int,
+    num_burnin: int = 0,
+    thin: int = 1,
+    batch_size: int,
+    sampler: str | Kernel = "sgld",
+    sampler_kwargs: dict | None = None,
+    seed: int = 0,
+    mask: Any = None,
+    eval_sets: dict[str, Any] | None = None,
+    eval_every: int | str | None = "auto",
+    per_sample_storage: str = "auto",
+    max_per_sample_bytes: int = 2 * 1024**3,
+    eval_chunk: int | None = None,
+    batch_sampling: str = "with_replacement",
+    segment_steps: int | None = None,
+    devices: Any = None,
+    progress: bool = True,
+    checkpoints_per_call: int | str = 1,
+    memory_budget_bytes: int | None = None,
+) -> list[LLCResult]:
+    """Validate, then run the checkpoints in groups of `checkpoints_per_call` programs."""
     # ---- validate everything before anything is traced or compiled ----
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable as loss_fn(params, batch); got {type(loss_fn).__name__}.")
@@ -134,6 +222,8 @@ def estimate_llc(
     )
     if segment_steps is not None:
         segment_steps = check.integer("segment_steps", segment_steps, minimum=1)
+    if checkpoints_per_call != "auto":
+        checkpoints_per_call = check.integer("checkpoints_per_call", checkpoints_per_call, minimum=1)
     eval_sets = dict(eval_sets or {})
     for name, es in eval_sets.items():
         if not isinstance(name, str) or not name.isidentifier():
@@ -141,9 +231,14 @@ def estimate_llc(
         check.data_size(es, name=f"eval_sets[{name!r}]")
     if eval_sets and eval_every is None:
         raise ValueError("eval_sets need evaluations: set eval_every to an integer (or 'auto'), not None.")
-    check.mask_matches(mask, params)
-    check.finite_params(params)
-    params = jax.tree.map(jnp.asarray, params)
+    params = checkpoints[0]
+    for k, ckpt in enumerate(checkpoints):
+        name = "params" if len(checkpoints) == 1 else f"checkpoints[{k}]"
+        check.mask_matches(mask, ckpt)
+        check.finite_params(ckpt, name=name)
+        check.same_structure(params, ckpt, name)
+    checkpoints = [jax.tree.map(jnp.asarray, c) for c in checkpoints]
+    params = checkpoints[0]
     data = jax.tree.map(jnp.asarray, data)
     check.loss_output(loss_fn, params, data, batch_size)
     eval_sets = {k: jax.tree.map(jnp.asarray, v) for k, v in eval_sets.items()}
@@ -154,7 +249,7 @@ def estimate_llc(
         losses_per_eval[name] = int(np.prod(jax.eval_shape(loss_fn, params, es).shape))
     check.choice("per_sample_storage", per_sample_storage, ("auto", "memory", "moments"))
     num_evals = math.ceil(num_draws / eval_every) if eval_every else 0
-    planned = per_sample_bytes(num_chains, num_evals, losses_per_eval)
+    planned = per_sample_bytes(num_chains * len(checkpoints), num_evals, losses_per_eval)
     if per_sample_storage == "auto":
         per_sample_storage = "memory" if planned <= max_per_sample_bytes else "moments"
 
@@ -164,96 +259,160 @@ def estimate_llc(
 
     # ---- build ----
     partition = make_partition(params, mask)
-    center, frozen = partition.split(params)
+    devices = list(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices is empty; pass None (all devices) or a list of jax devices.")
+    mesh = chain_mesh(devices)
+    num_ckpt = len(checkpoints)
+    blocks = plan_segments(num_draws, num_burnin, thin, eval_every or 1, segment_steps)
+    raw_loss = sampled_loss(loss_fn, partition)
+
+    def plan_for(group: int) -> RunPlan:
+        total = num_chains * group
+        return RunPlan(
+            num_chains=math.ceil(total / len(devices)) * len(devices),
+            num_draws=num_draws,
+            num_burnin=num_burnin,
+            thin=thin,
+            batch_size=batch_size,
+            num_samples=n,
+            batch_sampling=batch_sampling,
+            eval_every=eval_every,
+            eval_chunk=min(eval_chunk, n),
+            draw_blocks_per_segment=blocks,
+            per_chain_center=group > 1 or num_ckpt > 1,
+        )
+
+    common = dict(
+        nbeta=nbeta_value, nbeta_rule=nbeta_rule, localization=localization, step_size=step_size,
+        sampler=sampler_name, sampler_kwargs=sampler_kwargs or {}, num_chains=num_chains,
+        num_draws=num_draws, num_burnin=num_burnin, thin=thin, batch_size=batch_size,
+        batch_sampling=batch_sampling, num_samples=n, num_params=partition.num_sampled(params),
+        num_params_total=int(sum(np.size(x) for x in jax.tree.leaves(params))),
+        masked=mask is not None, seed=seed, eval_every=eval_every, eval_sets=sorted(eval_sets),
+        per_sample_storage=per_sample_storage, per_sample_bytes=planned,
+        key_derivation="chain c, step s: fold_in(fold_in(key(seed), c), s)",
+        mala="acceptance of one SGLD probe move (ε = step_size, same minibatch) at each evaluation; not taken",
+        conventions=CONVENTIONS, slt_jax_version=_version(), jax_version=jax.__version__,
+        backend=jax.default_backend(), num_devices=len(devices),
+    )
+    if checkpoints_per_call == "auto":
+        checkpoints_per_call = 1 if num_ckpt == 1 else plan_checkpoints_per_call(
+            raw_loss, kernel, plan_for(1), step_size, mesh, partition, checkpoints[0], data, eval_sets,
+            nbeta_value, localization, num_ckpt, memory_budget_bytes,
+        )
+    results = []
+    # One plan, one program for every group: the last group is padded to full size.
+    plan = plan_for(checkpoints_per_call if num_ckpt > 1 else 1)
+    programs = build_programs(raw_loss, kernel, plan, step_size, mesh)
+    for first in range(0, num_ckpt, checkpoints_per_call):
+        group = checkpoints[first : first + checkpoints_per_call]
+        results += _run_group(
+            programs, plan, group, first, partition, data, eval_sets, nbeta_value, localization,
+            seed, num_chains, per_sample_storage, mesh, progress, common,
+        )
+    return results
+
+
+def _run_group(
+    programs, plan, group, first_index, partition, data, eval_sets, nbeta_value, localization,
+    seed, num_chains, per_sample_storage, mesh, progress, common,
+) -> list[LLCResult]:
+    """Sample one program's worth of checkpoints and label each checkpoint's chains."""
+    splits = [partition.split(c) for c in group]
+    init_losses = [float(programs.full_loss(center, frozen, data)) for center, frozen in splits]
+    for k, value in enumerate(init_losses):
+        if not math.isfinite(value):
+            raise ValueError(f"the full-data loss at w* (checkpoint {first_index + k}) is {value}; check loss_fn and params.")
+    if plan.per_chain_center:
+        # Chain axis = checkpoint-major blocks of num_chains; the padding repeats the last one.
+        reps = [num_chains] * len(splits)
+        reps[-1] += plan.num_chains - num_chains * len(splits)
+        stack = lambda trees: jax.tree.map(  # noqa: E731
+            lambda *xs: jnp.concatenate([jnp.broadcast_to(x, (r,) + x.shape) for x, r in zip(xs, reps)]), *trees
+        )
+        center = stack([c for c, _ in splits])
+        frozen = stack([f for _, f in splits])
+        base = chain_keys(seed, num_chains)
+        pad = plan.num_chains - num_chains * len(splits)
+        keys = jnp.concatenate([base] * len(splits) + ([chain_keys(seed, pad, num_chains)] if pad else []))
+    else:
+        center, frozen = splits[0]
+        keys = None
     posterior = Posterior(
         nbeta=jnp.asarray(nbeta_value, jnp.float32),
         localization=jnp.asarray(localization, jnp.float32),
         center=center,
         element_mask=list(partition.element_mask),
     )
-    blocks = plan_segments(num_draws, num_burnin, thin, eval_every or 1, segment_steps)
-    devices = list(jax.devices() if devices is None else devices)
-    if not devices:
-        raise ValueError("devices is empty; pass None (all devices) or a list of jax devices.")
-    mesh = chain_mesh(devices)
-    padded_chains = math.ceil(num_chains / len(devices)) * len(devices)
-    plan = RunPlan(
-        num_chains=padded_chains,
-        num_draws=num_draws,
-        num_burnin=num_burnin,
-        thin=thin,
-        batch_size=batch_size,
-        num_samples=n,
-        batch_sampling=batch_sampling,
-        eval_every=eval_every,
-        eval_chunk=min(eval_chunk, n),
-        draw_blocks_per_segment=blocks,
-    )
-    programs = build_programs(sampled_loss(loss_fn, partition), kernel, plan, step_size, mesh)
-    init_loss = float(programs.full_loss(center, frozen, data))
-    if not math.isfinite(init_loss):
-        raise ValueError(f"the full-data loss at w* is {init_loss}; check loss_fn and params.")
-
-    # ---- run ----
     sink = MemorySink() if per_sample_storage == "memory" else MomentsSink()
     out = run_chains(
         programs, plan, center=center, frozen=frozen, data=data, eval_sets=eval_sets,
-        posterior=posterior, seed=seed, per_sample_sink=sink, mesh=mesh, progress=progress,
+        posterior=posterior, seed=seed, per_sample_sink=sink, mesh=mesh, keys=keys, progress=progress,
     )
-    if padded_chains > num_chains:  # drop the padding chains that filled the last device
-        out = out.take_chains(num_chains)
-        sink.take_chains(num_chains)
-
-    # ---- label ----
-    health = assess_chains(
-        out.draws.loss, out.burnin.loss, out.blocks.full_loss, init_loss, nbeta_value,
-        out.first_bad_draw, num_burnin, thin,
-    )
-    attrs = dict(
-        init_loss=init_loss,
-        nbeta=nbeta_value,
-        nbeta_rule=nbeta_rule,
-        localization=localization,
-        step_size=step_size,
-        sampler=sampler_name,
-        sampler_kwargs=sampler_kwargs or {},
-        num_chains=num_chains,
-        num_draws=num_draws,
-        num_burnin=num_burnin,
-        thin=thin,
-        batch_size=batch_size,
-        batch_sampling=batch_sampling,
-        num_samples=n,
-        num_params=partition.num_sampled(params),
-        num_params_total=int(sum(np.size(x) for x in jax.tree.leaves(params))),
-        masked=mask is not None,
-        seed=seed,
-        eval_every=eval_every,
-        eval_sets=sorted(eval_sets),
-        per_sample_storage=per_sample_storage,
-        per_sample_bytes=planned,
-        key_derivation="chain c, step s: fold_in(fold_in(key(seed), c), s)",
-        mala="acceptance of one SGLD probe move (ε = step_size, same minibatch) at each evaluation; not taken",
-        conventions=CONVENTIONS,
-        compile_s=out.compile_s,
-        sampling_s=out.sampling_s,
-        chain_steps_per_s=num_chains * plan.total_steps / max(out.sampling_s, 1e-12),
-        padded_chains=padded_chains,
-        slt_jax_version=_version(),
-        jax_version=jax.__version__,
-        backend=jax.default_backend(),
-        num_devices=len(devices),
-    )
-    result = LLCResult(build_dataset(out, sink, health, attrs))
-    excluded = [str(h) for h in health if not h.healthy]
-    if excluded:
-        warnings.warn(
-            f"{len(excluded)} of {num_chains} chains were unhealthy and are excluded from every "
-            f"summary: {excluded}",
-            RuntimeWarning,
-            stacklevel=2,
+    results = []
+    for k, init_loss in enumerate(init_losses):
+        chains = slice(k * num_chains, (k + 1) * num_chains)
+        part, part_sink = out.select_chains(chains), sink.select_chains(chains)
+        health = assess_chains(
+            part.draws.loss, part.burnin.loss, part.blocks.full_loss, init_loss, nbeta_value,
+            part.first_bad_draw, common["num_burnin"], common["thin"],
         )
-    return result
+        attrs = dict(
+            init_loss=init_loss,
+            **common,
+            checkpoint=first_index + k,
+            checkpoints_in_program=len(group),
+            padded_chains=plan.num_chains,
+            compile_s=out.compile_s,
+            sampling_s=out.sampling_s,
+            chain_steps_per_s=num_chains * len(group) * plan.total_steps / max(out.sampling_s, 1e-12),
+        )
+        results.append(LLCResult(build_dataset(part, part_sink, health, attrs)))
+        excluded = [str(h) for h in health if not h.healthy]
+        if excluded:
+            where = f" (checkpoint {first_index + k})" if plan.per_chain_center else ""
+            warnings.warn(
+                f"{len(excluded)} of {num_chains} chains{where} were unhealthy and are excluded from "
+                f"every summary: {excluded}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    return results
+
+
+def plan_checkpoints_per_call(
+    raw_loss, kernel, plan1, step_size, mesh, partition, params, data, eval_sets, nbeta_value,
+    localization, num_ckpt, memory_budget_bytes,
+) -> int:
+    """How many checkpoints fit in one program: compile the one-checkpoint program (per-chain
+    w*), read its memory analysis, divide the budget by it. Conservative: the fixed part
+    (data, compiled code) is counted once per checkpoint."""
+    programs = build_programs(raw_loss, kernel, plan1, step_size, mesh)
+    center, frozen = partition.split(params)
+    per_chain = lambda t: jax.tree.map(lambda x: jnp.broadcast_to(x, (plan1.num_chains,) + x.shape), t)  # noqa: E731
+    posterior = Posterior(jnp.float32(nbeta_value), jnp.float32(localization), per_chain(center),
+                          list(partition.element_mask))
+    states = jax.eval_shape(programs.init, per_chain(center), plan1.num_chains)
+    keys = chain_keys(0, plan1.num_chains)
+    compiled = programs.draws.lower(
+        states, keys, jnp.int32(0), per_chain(frozen), data, eval_sets, posterior
+    ).compile()
+    analysis = compiled.memory_analysis()
+    need = max(1, int(analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+                      + analysis.temp_size_in_bytes - getattr(analysis, "alias_size_in_bytes", 0)))
+    budget = memory_budget_bytes or device_memory_budget()
+    return max(1, min(num_ckpt, budget // need))
+
+
+def device_memory_budget() -> int:
+    """80% of the first device's memory limit where jax reports it (GPU/TPU), else half the RAM."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if stats.get("bytes_limit"):
+        return int(0.8 * stats["bytes_limit"])
+    import os
+
+    return int(0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
 def build_dataset(out: RunOutput, sink, health: list[ChainHealth], attrs: dict) -> xr.Dataset:
