@@ -270,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="JAX-accelerated SGMCMC for Singular Learning Theory: local learning coefficients "
         "from many vmapped, jit-compiled chains.",
     )
+    parser.add_argument(
+        "--compile-cache", default=None, metavar="DIR",
+        help="persistent XLA compilation cache: a folder, or 'off' (default ~/.cache/slt_jax/xla or "
+        "$SLT_JAX_COMPILATION_CACHE); a repeated job with the same shapes then skips compilation",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser(
@@ -364,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     expose_cpu_cores()  # chains on every CPU core (before jax is imported; no-op otherwise)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.compile_cache != "off":
+        from slt_jax.hostdevices import enable_compilation_cache
+
+        enable_compilation_cache(args.compile_cache or None)
     if args.command == "truth":
         need = {"dln": "widths", "rrr": "widths", "normal-crossing": "powers", "regular": "num_params"}[args.model]
         if getattr(args, need) is None:

@@ -34,3 +34,23 @@ def _backend_started() -> bool:
         return bool(getattr(xla_bridge, "_backends", {}))
     except ImportError:  # pragma: no cover - layout changed: assume started, do nothing
         return True
+
+
+def enable_compilation_cache(path: str | None = None) -> str:
+    """Turn on jax's persistent compilation cache (default ~/.cache/slt_jax/xla, or
+    $SLT_JAX_COMPILATION_CACHE): a second process running the same shapes skips XLA
+    compilation (measured 0.85 s → 0.12 s per program on this CPU). Returns the directory.
+    Without `path`, a cache the user already configured (JAX_COMPILATION_CACHE_DIR) is kept."""
+    import os.path
+
+    import jax
+
+    if path is None and jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir
+    path = path or os.environ.get("SLT_JAX_COMPILATION_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "slt_jax", "xla"
+    )
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    return path

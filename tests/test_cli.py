@@ -120,3 +120,16 @@ def test_susceptibilities_command(tmp_path, capsys):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert set(summary["aggregate_chi"]) == {"W|a", "W|b", "b|a", "b|b"}
     assert (tmp_path / "out" / "susceptibility_pca.png").stat().st_size > 0
+
+
+def test_compile_cache_flag(tmp_path):
+    """The CLI turns the persistent compilation cache on (here: into a given folder)."""
+    import jax
+
+    before = jax.config.jax_compilation_cache_dir
+    cache = tmp_path / "xla"
+    try:
+        assert main(["--compile-cache", str(cache), "truth", "regular", "--num-params", "2"]) == 0
+        assert jax.config.jax_compilation_cache_dir == str(cache) and cache.is_dir()
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
