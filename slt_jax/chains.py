@@ -323,6 +323,40 @@ def build_programs(
     )
 
 
+def put(tree, sharding):
+    """Place a pytree of host or device arrays with `sharding`, also across processes.
+
+    Under jax.distributed a mesh spans devices this process cannot address; every process
+    holds the full value and hands over the shards that live on its own devices.
+    """
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def one(x):
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(one, tree)
+
+
+def put_keys(keys: jax.Array, sharding) -> jax.Array:
+    """`put` for typed PRNG keys: move the raw key data, re-wrap on the devices."""
+    if jax.process_count() == 1:
+        return jax.device_put(keys, sharding)
+    impl = jax.random.key_impl(keys)
+    data = put(jax.random.key_data(keys), sharding)
+    return jax.jit(lambda d: jax.random.wrap_key_data(d, impl=impl), out_shardings=sharding)(data)
+
+
+def to_host(tree):
+    """numpy copies of (possibly multi-process, sharded) arrays; every process gets everything."""
+    if jax.process_count() == 1:
+        return jax.tree.map(np.asarray, tree)
+    from jax.experimental import multihost_utils
+
+    return jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), tree)
+
+
 def _shardings(mesh):
     """(chain axis first, chain axis second, replicated) shardings over `mesh`."""
     spec = jax.sharding.PartitionSpec
@@ -391,18 +425,18 @@ def run_chains(
     if mesh is not None:
         # Place inputs once; otherwise every segment call would copy them again.
         chains, _, replicated = _shardings(mesh)
-        keys = jax.device_put(keys, chains)
-        data, eval_sets = jax.device_put((data, eval_sets), replicated)
+        keys = put_keys(keys, chains)
+        data, eval_sets = put((data, eval_sets), replicated)
         if plan.per_chain_center:
-            center, frozen = jax.device_put((center, frozen), chains)
+            center, frozen = put((center, frozen), chains)
             posterior = posterior._replace(
-                nbeta=jax.device_put(posterior.nbeta, replicated),
-                localization=jax.device_put(posterior.localization, replicated),
-                center=jax.device_put(posterior.center, chains),
-                element_mask=jax.device_put(posterior.element_mask, replicated),
+                nbeta=put(posterior.nbeta, replicated),
+                localization=put(posterior.localization, replicated),
+                center=put(posterior.center, chains),
+                element_mask=put(posterior.element_mask, replicated),
             )
         else:
-            center, frozen, posterior = jax.device_put((center, frozen, posterior), replicated)
+            center, frozen, posterior = put((center, frozen, posterior), replicated)
     states = programs.init(center, plan.num_chains)
     start = first_draw_index(plan)
     per_sample_sink = per_sample_sink if per_sample_sink is not None else MemorySink()
@@ -420,15 +454,16 @@ def run_chains(
     while draw < plan.num_draws:
         states, records, evaluated = draw_exec(states, keys, jnp.int32(draw), frozen, data, eval_sets, posterior)
         take = min(plan.segment_draws, plan.num_draws - draw)
-        draw_parts.append(jax.tree.map(lambda r: np.asarray(r)[:take].T, records))
+        records, evaluated = to_host((records, evaluated))
+        draw_parts.append(jax.tree.map(lambda r: r[:take].T, records))
         starts = draw + plan.block_draws * np.arange(plan.draw_blocks_per_segment)
         valid = (starts >= 0) & (starts < plan.num_draws) & (plan.eval_every is not None)
         block_parts.append(BlockRecord(
-            np.asarray(evaluated.full_loss).T[:, valid], np.asarray(evaluated.mala).T[:, valid], {}
+            evaluated.full_loss.T[:, valid], evaluated.mala.T[:, valid], {}
         ))
         for name, losses in evaluated.per_sample.items():
             if valid.any():  # (blocks, chains, m, ...) -> (chains, valid blocks, m, ...)
-                per_sample_sink.add(name, np.swapaxes(np.asarray(losses)[valid], 0, 1))
+                per_sample_sink.add(name, np.swapaxes(losses[valid], 0, 1))
         block_starts.append(starts[valid])
         steps_before = plan.num_burnin + draw * plan.thin
         draw += take

@@ -54,3 +54,20 @@ def enable_compilation_cache(path: str | None = None) -> str:
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return path
+
+
+def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None, **kwargs) -> None:
+    """jax.distributed.initialize, with CPU collectives over gloo (needed for CPU-only runs).
+
+    Call before anything touches a device. Under SLURM/Kubernetes/TPU pods the arguments can be
+    omitted. Then every process runs the same `estimate_llc` calls: chains are spread over the
+    devices of all processes, every process receives the gathered results, and only process 0
+    writes files (`LLCResult.to_netcdf`).
+    """
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id, **kwargs
+    )

@@ -274,7 +274,12 @@ class LLCResult:
 
 
 def write_netcdf(dataset: xr.Dataset, path: str | Path) -> Path:
+    """Write on process 0 only: under jax.distributed every process holds the same result."""
+    import jax
+
     path = Path(path)
+    if jax.process_index() != 0:
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     dataset.to_netcdf(path, engine="h5netcdf")
     return path
