@@ -48,6 +48,8 @@ class RunPlan:
     draw_blocks_per_segment: int  # blocks of `eval_every` draws per segment
     # Each chain has its own w* (and frozen leaves): several checkpoints in one program.
     per_chain_center: bool = False
+    # Minibatches are gathered on the host and fed per segment (data larger than the device).
+    streaming: bool = False
 
     @property
     def block_draws(self) -> int:
@@ -81,6 +83,16 @@ def chain_keys(seed: int, num_chains: int, first_chain: int = 0) -> jax.Array:
     )
 
 
+def minibatch_indices(key: jax.Array, plan: RunPlan) -> jax.Array:
+    """The step's minibatch: batch_size indices into the n samples, drawn from the step's key."""
+    if plan.batch_size == plan.num_samples:
+        return jnp.arange(plan.num_samples)
+    if plan.batch_sampling == "with_replacement":
+        return jax.random.randint(key, (plan.batch_size,), 0, plan.num_samples)
+    # distinct indices within a batch; costs a permutation of n per step
+    return jax.random.choice(key, plan.num_samples, (plan.batch_size,), replace=False)
+
+
 def draw_minibatch(key: jax.Array, data: Any, plan: RunPlan) -> Any:
     """Minibatch indices are drawn inside the program; data stays where it is.
 
@@ -88,11 +100,13 @@ def draw_minibatch(key: jax.Array, data: Any, plan: RunPlan) -> Any:
     """
     if plan.batch_size == plan.num_samples:
         return data
-    if plan.batch_sampling == "with_replacement":
-        idx = jax.random.randint(key, (plan.batch_size,), 0, plan.num_samples)
-    else:  # distinct indices within a batch; costs a permutation of n per step
-        idx = jax.random.choice(key, plan.num_samples, (plan.batch_size,), replace=False)
+    idx = minibatch_indices(key, plan)
     return jax.tree.map(lambda x: x[idx], data)
+
+
+def step_batch_key(chain_key: jax.Array, step) -> jax.Array:
+    """The key a step draws its minibatch from (the kernel gets the other half of the split)."""
+    return jax.random.split(jax.random.fold_in(chain_key, step))[0]
 
 
 def chunked_per_sample(raw_loss: Callable, num_samples: int, chunk: int) -> Callable:
@@ -148,6 +162,7 @@ class Programs(NamedTuple):
     init: Callable  # (center_sampled, num_chains) -> kernel states
     draws: Callable  # (states, keys, first_draw, frozen, data, eval_sets, posterior) -> (states, DrawRecord, BlockRecord)
     full_loss: Callable  # (sampled, frozen, data) -> L_n
+    chunk_losses: Callable  # (sampled, frozen, batch) -> per-sample losses (B,) (streamed L_n)
 
 
 def first_draw_index(plan: RunPlan) -> int:
@@ -193,13 +208,17 @@ def build_programs(
     def full_loss(sampled, frozen, data):
         return jnp.mean(full_per_sample(sampled, frozen, data))
 
+    def chunk_losses(sampled, frozen, batch):
+        return mean_per_sample(raw_loss(sampled, frozen, batch))
+
     value_and_grad = jax.value_and_grad(mean_loss)
     stop = plan.num_burnin + plan.num_draws * plan.thin
     nan_per_chain = jnp.full((plan.num_chains,), jnp.nan, jnp.float32)
 
     def one_chain_step(state, key, step, frozen, data, posterior):
         batch_key, kernel_key = jax.random.split(jax.random.fold_in(key, step))
-        batch = draw_minibatch(batch_key, data, plan)
+        # Streaming: the host already gathered this step's rows (same indices, same key).
+        batch = data if plan.streaming else draw_minibatch(batch_key, data, plan)
         # The loss is recorded at the position *before* this step's update (estimators.md §3).
         loss, grad = value_and_grad(state.position, frozen, batch)
         position = state.position
@@ -217,7 +236,8 @@ def build_programs(
     # (checkpoint batching): they carry the chain axis like the states.
     frozen_axis = 0 if plan.per_chain_center else None
     posterior_axes = Posterior(None, None, 0, None) if plan.per_chain_center else None
-    all_chains_step = jax.vmap(one_chain_step, in_axes=(0, 0, None, frozen_axis, None, posterior_axes))
+    data_axis = 0 if plan.streaming else None
+    all_chains_step = jax.vmap(one_chain_step, in_axes=(0, 0, None, frozen_axis, data_axis, posterior_axes))
     nan_record = DrawRecord(*([nan_per_chain] * len(DrawRecord._fields)))
 
     def potential(position, frozen, batch, posterior):
@@ -229,9 +249,11 @@ def build_programs(
         return u, grad_u
 
     def mala_probe(position, key, frozen, data, posterior):
-        """α of one SGLD proposal from `position` on one minibatch (estimators.md §4); not taken."""
+        """α of one SGLD proposal from `position` on one minibatch (estimators.md §4); not taken.
+
+        Streaming: `data` is the chain's minibatch of the block's first step."""
         batch_key, noise_key = jax.random.split(key)
-        batch = draw_minibatch(batch_key, data, plan)
+        batch = data if plan.streaming else draw_minibatch(batch_key, data, plan)
         u, grad_u = potential(position, frozen, batch, posterior)
         eps = jax.tree.map(lambda _: step_size, position)
         proposal = langevin_update(position, grad_u, tree_normal(noise_key, position), eps, posterior.element_mask)
@@ -239,10 +261,14 @@ def build_programs(
         return mala_acceptance(position, grad_u, u, proposal, grad_u_new, u_new, step_size)
 
     def evaluate(states, keys, block_first_draw, frozen, data, eval_sets, posterior):
+        """`data`: the full data, or when streaming the block's first-step minibatches (C, B, ...)."""
         positions = states.position
-        full = jax.vmap(full_loss, in_axes=(0, frozen_axis, None))(positions, frozen, data)
+        if plan.streaming:  # the full data is not on the device
+            full = nan_per_chain
+        else:
+            full = jax.vmap(full_loss, in_axes=(0, frozen_axis, None))(positions, frozen, data)
         probe_keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, block_first_draw), 0x4D414C41))(keys)
-        mala = jax.vmap(mala_probe, in_axes=(0, 0, frozen_axis, None, posterior_axes))(
+        mala = jax.vmap(mala_probe, in_axes=(0, 0, frozen_axis, data_axis, posterior_axes))(
             positions, probe_keys, frozen, data, posterior
         )
         per_sample = {
@@ -254,12 +280,21 @@ def build_programs(
         return BlockRecord(full.astype(jnp.float32), mala.astype(jnp.float32), per_sample)
 
     def draws(states, keys, first_draw, frozen, data, eval_sets, posterior):
+        segment_first_step = plan.num_burnin + first_draw * plan.thin
+
+        def data_at(step):
+            """Streaming: `data` holds this segment's minibatches, (steps, chains, B, ...)."""
+            if not plan.streaming:
+                return data
+            pos = jnp.clip(step - segment_first_step, 0, plan.segment_draws * plan.thin - 1)
+            return jax.tree.map(lambda b: jax.lax.dynamic_index_in_dim(b, pos, 0, keepdims=False), data)
+
         def guarded_step(states, step):
             # Steps outside [0, stop) (before a burn-in that is not a multiple of thin, or
             # past the end in the last segment) leave the states untouched.
             return jax.lax.cond(
                 (step >= 0) & (step < stop),
-                lambda s: all_chains_step(s, keys, step, frozen, data, posterior),
+                lambda s: all_chains_step(s, keys, step, frozen, data_at(step), posterior),
                 lambda s: (s, nan_record),
                 states,
             )
@@ -269,8 +304,11 @@ def build_programs(
             states, records = jax.lax.scan(guarded_step, states, first + jnp.arange(plan.thin))
             return states, jax.tree.map(lambda r: r[0], records)
 
+        def block_data(block_first_draw):
+            return data_at(plan.num_burnin + block_first_draw * plan.thin)
+
         def skipped_block(states):
-            shapes = jax.eval_shape(evaluate, states, keys, first_draw, frozen, data, eval_sets, posterior)
+            shapes = jax.eval_shape(evaluate, states, keys, first_draw, frozen, block_data(first_draw), eval_sets, posterior)
             return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
 
         def one_block(states, block_first_draw):
@@ -280,7 +318,7 @@ def build_programs(
                 in_range = (block_first_draw >= 0) & (block_first_draw < plan.num_draws)
                 evaluated = jax.lax.cond(
                     in_range,
-                    lambda s: evaluate(s, keys, block_first_draw, frozen, data, eval_sets, posterior),
+                    lambda s: evaluate(s, keys, block_first_draw, frozen, block_data(block_first_draw), eval_sets, posterior),
                     skipped_block,
                     states,
                 )
@@ -305,9 +343,11 @@ def build_programs(
             init=jax.jit(init, static_argnums=1),
             draws=jax.jit(draws, donate_argnums=0),
             full_loss=jax.jit(full_loss),
+            chunk_losses=jax.jit(chunk_losses),
         )
     chains, per_step, replicated = _shardings(mesh)
     frozen_sharding = chains if plan.per_chain_center else replicated
+    data_sharding = per_step if plan.streaming else replicated
     posterior_sharding = (
         Posterior(replicated, replicated, chains, replicated) if plan.per_chain_center else replicated
     )
@@ -316,10 +356,11 @@ def build_programs(
         draws=jax.jit(
             draws,
             donate_argnums=0,
-            in_shardings=(chains, chains, replicated, frozen_sharding, replicated, replicated, posterior_sharding),
+            in_shardings=(chains, chains, replicated, frozen_sharding, data_sharding, replicated, posterior_sharding),
             out_shardings=(chains, per_step, per_step),
         ),
         full_loss=jax.jit(full_loss),
+        chunk_losses=jax.jit(chunk_losses),
     )
 
 
@@ -422,11 +463,14 @@ def run_chains(
 
     if keys is None:
         keys = chain_keys(seed, plan.num_chains)
+    stream = data if plan.streaming else None
     if mesh is not None:
         # Place inputs once; otherwise every segment call would copy them again.
         chains, _, replicated = _shardings(mesh)
         keys = put_keys(keys, chains)
-        data, eval_sets = put((data, eval_sets), replicated)
+        eval_sets = put(eval_sets, replicated)
+        if stream is None:
+            data = put(data, replicated)
         if plan.per_chain_center:
             center, frozen = put((center, frozen), chains)
             posterior = posterior._replace(
@@ -441,9 +485,15 @@ def run_chains(
     start = first_draw_index(plan)
     per_sample_sink = per_sample_sink if per_sample_sink is not None else MemorySink()
 
+    fetch = _segment_fetcher(stream, plan, keys, mesh) if stream is not None else None
     t0 = time.perf_counter()
+    if fetch is not None:
+        fetch.indices(start)
+        first_data = fetch.batches()
+    else:
+        first_data = data
     draw_exec = programs.draws.lower(
-        states, keys, jnp.int32(start), frozen, data, eval_sets, posterior
+        states, keys, jnp.int32(start), frozen, first_data, eval_sets, posterior
     ).compile()
     compile_s = time.perf_counter() - t0
 
@@ -452,7 +502,14 @@ def run_chains(
     t0 = time.perf_counter()
     draw = start
     while draw < plan.num_draws:
+        if fetch is not None:
+            data = first_data if draw == start else next_data
+            upcoming = draw + plan.segment_draws
+            if upcoming < plan.num_draws:
+                fetch.indices(upcoming)  # dispatched before this segment, so it is ready first
         states, records, evaluated = draw_exec(states, keys, jnp.int32(draw), frozen, data, eval_sets, posterior)
+        if fetch is not None and upcoming < plan.num_draws:
+            next_data = fetch.batches()  # host gather overlaps the segment running on the device
         take = min(plan.segment_draws, plan.num_draws - draw)
         records, evaluated = to_host((records, evaluated))
         draw_parts.append(jax.tree.map(lambda r: r[:take].T, records))
@@ -493,6 +550,33 @@ def run_chains(
         sampling_s=sampling_s,
         final_states=states,
     )
+
+
+class _segment_fetcher:
+    """Streaming: the indices of a segment's minibatches from the device, rows from the host."""
+
+    def __init__(self, stream, plan: RunPlan, keys, mesh):
+        self.stream, self.plan, self.keys, self.mesh = stream, plan, keys, mesh
+        steps = plan.segment_draws * plan.thin
+        per_chain = lambda k, first: jax.vmap(  # noqa: E731
+            lambda s: minibatch_indices(step_batch_key(k, s), plan)
+        )(first + jnp.arange(steps))
+        self._index_fn = jax.jit(jax.vmap(per_chain, in_axes=(0, None)))
+        self._pending = None
+
+    def indices(self, first_draw: int):
+        """Start computing segment `first_draw`'s indices (asynchronously)."""
+        first_step = self.plan.num_burnin + first_draw * self.plan.thin
+        self._pending = self._index_fn(self.keys, jnp.int32(first_step))
+        return True
+
+    def batches(self):
+        """Gather the pending segment's rows on the host and place them: (steps, chains, B, ...)."""
+        idx = to_host(self._pending)  # (chains, steps, B)
+        rows = self.stream.gather(np.swapaxes(idx, 0, 1))
+        if self.mesh is None:
+            return jax.device_put(rows)
+        return put(rows, _shardings(self.mesh)[1])
 
 
 class MemorySink:

@@ -20,6 +20,7 @@ from slt_jax.health import ChainHealth, assess_chains
 from slt_jax.kernels import SAMPLERS, Kernel, make_kernel
 from slt_jax.posterior import NBETA_RULES, Posterior, make_partition, resolve_nbeta, sampled_loss
 from slt_jax.result import CONVENTIONS, LLCResult, encode_attrs
+from slt_jax.streaming import StreamingData
 
 
 def estimate_llc(
@@ -56,7 +57,11 @@ def estimate_llc(
         (B, T); a negative log-likelihood (squared error, cross-entropy, ...). See
         `slt_jax.adapters` for Flax models.
       params: w*, the trained parameters (any pytree of float arrays). Chains start here.
-      data: pytree whose leaves share the leading sample axis n.
+      data: pytree whose leaves share the leading sample axis n (placed on the device), or a
+        `slt_jax.streaming.StreamingData` kept on the host (numpy arrays or memory-mapped files):
+        each segment's minibatches are then gathered on the host and fed to the program,
+        double-buffered; same minibatches and λ̂ as in memory, but no full-data evaluations
+        (llc_var needs eval_sets, or in-memory data).
       step_size: ε in w ← w - ε/2 ∇U + sqrt(ε) ξ (estimators.md §2).
       localization: γ, the strength of the pull towards w*.
       nbeta: nβ. None (default) or "n_log_n": n / log n. "batch_log_batch": B / log B
@@ -194,7 +199,8 @@ def _estimate(
     num_burnin = check.integer("num_burnin", num_burnin, minimum=0)
     thin = check.integer("thin", thin, minimum=1)
     seed = check.integer("seed", seed, minimum=0)
-    n = check.data_size(data)
+    streaming = isinstance(data, StreamingData)
+    n = data.num_samples if streaming else check.data_size(data)
     batch_size = check.integer(
         "batch_size", batch_size, minimum=1, maximum=n,
         hint=f"The data has n = {n} samples; use batch_size ≤ n (batch_size = n for full-batch).",
@@ -239,8 +245,11 @@ def _estimate(
         check.same_structure(params, ckpt, name)
     checkpoints = [jax.tree.map(jnp.asarray, c) for c in checkpoints]
     params = checkpoints[0]
-    data = jax.tree.map(jnp.asarray, data)
-    check.loss_output(loss_fn, params, data, batch_size)
+    if streaming:  # trace the loss on the first rows; the data stays on the host
+        check.loss_output(loss_fn, params, jax.tree.map(jnp.asarray, data.head(batch_size)), batch_size)
+    else:
+        data = jax.tree.map(jnp.asarray, data)
+        check.loss_output(loss_fn, params, data, batch_size)
     eval_sets = {k: jax.tree.map(jnp.asarray, v) for k, v in eval_sets.items()}
     losses_per_eval = {}
     for name, es in eval_sets.items():
@@ -281,6 +290,7 @@ def _estimate(
             eval_chunk=min(eval_chunk, n),
             draw_blocks_per_segment=blocks,
             per_chain_center=group > 1 or num_ckpt > 1,
+            streaming=streaming,
         )
 
     common = dict(
@@ -294,7 +304,7 @@ def _estimate(
         key_derivation="chain c, step s: fold_in(fold_in(key(seed), c), s)",
         mala="acceptance of one SGLD probe move (ε = step_size, same minibatch) at each evaluation; not taken",
         conventions=CONVENTIONS, slt_jax_version=_version(), jax_version=jax.__version__,
-        backend=jax.default_backend(), num_devices=len(devices),
+        backend=jax.default_backend(), num_devices=len(devices), streaming=streaming,
     )
     if checkpoints_per_call == "auto":
         checkpoints_per_call = 1 if num_ckpt == 1 else plan_checkpoints_per_call(
@@ -320,7 +330,7 @@ def _run_group(
 ) -> list[LLCResult]:
     """Sample one program's worth of checkpoints and label each checkpoint's chains."""
     splits = [partition.split(c) for c in group]
-    init_losses = [float(programs.full_loss(center, frozen, data)) for center, frozen in splits]
+    init_losses = [full_data_loss(programs, plan, center, frozen, data) for center, frozen in splits]
     for k, value in enumerate(init_losses):
         if not math.isfinite(value):
             raise ValueError(f"the full-data loss at w* (checkpoint {first_index + k}) is {value}; check loss_fn and params.")
@@ -381,6 +391,17 @@ def _run_group(
     return results
 
 
+def full_data_loss(programs, plan: RunPlan, center, frozen, data) -> float:
+    """L_n(w*): on the device, or for streamed data chunk by chunk from the host."""
+    if not plan.streaming:
+        return float(programs.full_loss(center, frozen, data))
+    total = 0.0
+    for rows, real in data.chunks(plan.eval_chunk):
+        per_sample = programs.chunk_losses(center, frozen, jax.tree.map(jnp.asarray, rows))
+        total += float(jnp.sum(per_sample[:real]))
+    return total / plan.num_samples
+
+
 def plan_checkpoints_per_call(
     raw_loss, kernel, plan1, step_size, mesh, partition, params, data, eval_sets, nbeta_value,
     localization, num_ckpt, memory_budget_bytes,
@@ -395,6 +416,9 @@ def plan_checkpoints_per_call(
                           list(partition.element_mask))
     states = jax.eval_shape(programs.init, per_chain(center), plan1.num_chains)
     keys = chain_keys(0, plan1.num_chains)
+    if plan1.streaming:  # the program sees one segment's minibatches, not the data
+        lead = (plan1.segment_draws * plan1.thin, plan1.num_chains, plan1.batch_size)
+        data = jax.tree.map(lambda x: jax.ShapeDtypeStruct(lead + x.shape[1:], x.dtype), data.head(1))
     compiled = programs.draws.lower(
         states, keys, jnp.int32(0), per_chain(frozen), data, eval_sets, posterior
     ).compile()
