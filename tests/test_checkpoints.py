@@ -31,7 +31,7 @@ def _checkpoints(k=3):
 
 
 KW = dict(step_size=1e-4, localization=10.0, num_chains=4, num_draws=80, num_burnin=10, batch_size=32,
-          seed=7, progress=False, eval_sets={"probe": None}, eval_every=4)
+          seed=7, progress=False, eval_every=4)
 
 
 def _kw(data):
