@@ -50,6 +50,13 @@ class RunPlan:
     per_chain_center: bool = False
     # Minibatches are gathered on the host and fed per segment (data larger than the device).
     streaming: bool = False
+    # What an evaluation computes besides the eval sets' per-sample losses.
+    eval_full_loss: bool = True  # L_n(w) on the full data (variance-based λ̂, health)
+    eval_mala: bool = True  # MALA acceptance of an SGLD probe move
+    # Evaluate the chains one after another (lax.map) instead of side by side (vmap): less
+    # memory, and on XLA CPU faster for models whose batched form lowers badly (attention).
+    eval_map: bool = False
+    num_devices: int = 1  # devices the chain axis is split over (eval_map keeps work local)
 
     @property
     def block_draws(self) -> int:
@@ -263,21 +270,50 @@ def build_programs(
     def evaluate(states, keys, block_first_draw, frozen, data, eval_sets, posterior):
         """`data`: the full data, or when streaming the block's first-step minibatches (C, B, ...)."""
         positions = states.position
-        if plan.streaming:  # the full data is not on the device
+        if plan.streaming or not plan.eval_full_loss:  # streaming: the full data is not on the device
             full = nan_per_chain
         else:
-            full = jax.vmap(full_loss, in_axes=(0, frozen_axis, None))(positions, frozen, data)
-        probe_keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, block_first_draw), 0x4D414C41))(keys)
-        mala = jax.vmap(mala_probe, in_axes=(0, 0, frozen_axis, data_axis, posterior_axes))(
-            positions, probe_keys, frozen, data, posterior
-        )
+            full = over_chains(full_loss, in_axes=(0, frozen_axis, None))(positions, frozen, data)
+        if plan.eval_mala:
+            probe_keys = jax.vmap(
+                lambda k: jax.random.fold_in(jax.random.fold_in(k, block_first_draw), 0x4D414C41)
+            )(keys)
+            mala = over_chains(mala_probe, in_axes=(0, 0, frozen_axis, data_axis, posterior_axes))(
+                positions, probe_keys, frozen, data, posterior
+            )
+        else:
+            mala = nan_per_chain
         per_sample = {
-            name: jax.vmap(chunked_per_sample(raw_loss, _num_samples(es), plan.eval_chunk), in_axes=(0, frozen_axis, None))(
-                positions, frozen, es
-            ).astype(jnp.float32)
+            name: over_chains(
+                chunked_per_sample(raw_loss, _num_samples(es), plan.eval_chunk), in_axes=(0, frozen_axis, None)
+            )(positions, frozen, es).astype(jnp.float32)
             for name, es in eval_sets.items()
         }
         return BlockRecord(full.astype(jnp.float32), mala.astype(jnp.float32), per_sample)
+
+    def map_over_chains(fn, in_axes):
+        """Like jax.vmap(fn, in_axes) over the chain axis, but chains run one after another
+        (lax.map) within each device's block: the axis is viewed as (devices, chains per
+        device) and only the device axis is vmapped, so no chain crosses a device."""
+        devices = plan.num_devices
+        per_device = plan.num_chains // devices
+
+        def mapped(*args):
+            split = lambda x: x.reshape((devices, per_device) + x.shape[1:])  # noqa: E731
+            args = [_on_mapped(a, ax, split) for a, ax in zip(args, in_axes)]
+
+            def on_device(*dev_args):
+                def one_chain(i):
+                    return fn(*[_on_mapped(a, ax, lambda x: x[i]) for a, ax in zip(dev_args, in_axes)])
+
+                return jax.lax.map(one_chain, jnp.arange(per_device))
+
+            out = jax.vmap(on_device, in_axes=in_axes)(*args)
+            return jax.tree.map(lambda x: x.reshape((plan.num_chains,) + x.shape[2:]), out)
+
+        return mapped
+
+    over_chains = map_over_chains if plan.eval_map else jax.vmap
 
     def draws(states, keys, first_draw, frozen, data, eval_sets, posterior):
         segment_first_step = plan.num_burnin + first_draw * plan.thin
@@ -403,6 +439,15 @@ def _shardings(mesh):
     spec = jax.sharding.PartitionSpec
     named = jax.sharding.NamedSharding
     return named(mesh, spec("chain")), named(mesh, spec(None, "chain")), named(mesh, spec())
+
+
+def _on_mapped(arg, axes, fn):
+    """Apply fn to the leaves of `arg` that vmap's in_axes entry `axes` maps (axis 0)."""
+    if axes is None:
+        return arg
+    return jax.tree.map(
+        lambda ax, sub: sub if ax is None else jax.tree.map(fn, sub), axes, arg, is_leaf=lambda x: x is None
+    )
 
 
 def _norm(tree) -> jax.Array:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +12,7 @@ import numpy as np
 import xarray as xr
 
 from slt_jax import _validate as check
+from slt_jax import cpu_rng
 from slt_jax.chains import (
     BATCH_SAMPLING, MemorySink, MomentsSink, RunOutput, RunPlan, build_programs, chain_keys, chain_mesh,
     per_sample_bytes, plan_segments, run_chains,
@@ -21,6 +22,10 @@ from slt_jax.kernels import SAMPLERS, Kernel, make_kernel
 from slt_jax.posterior import NBETA_RULES, Posterior, make_partition, resolve_nbeta, sampled_loss
 from slt_jax.result import CONVENTIONS, LLCResult, encode_attrs
 from slt_jax.streaming import StreamingData
+
+# What each evaluation computes besides the eval sets (estimate_llc's `diagnostics`).
+DIAGNOSTICS = ("full_loss", "mala")
+EVAL_BATCHING = ("vmap", "map")
 
 
 def estimate_llc(
@@ -42,6 +47,8 @@ def estimate_llc(
     mask: Any = None,
     eval_sets: dict[str, Any] | None = None,
     eval_every: int | str | None = "auto",
+    diagnostics: Sequence[str] = DIAGNOSTICS,
+    eval_batching: str = "vmap",
     per_sample_storage: str = "auto",
     max_per_sample_bytes: int = 2 * 1024**3,
     eval_chunk: int | None = None,
@@ -82,6 +89,13 @@ def estimate_llc(
       eval_every: draws between evaluations (full-data loss for the variance-based estimate,
         MALA probe, eval sets). "auto": ceil(n / (B·thin)), which keeps evaluation at about a third of the
         sampling cost. None: never.
+      diagnostics: what each evaluation computes besides the eval sets: "full_loss" (L_n(w) on
+        the whole data: the variance-based λ̂ llc_var, the below-w* health check) and "mala"
+        (MALA acceptance of an SGLD probe move, the step-size check). Both by default; () to
+        evaluate the eval sets only (the cheapest way to record an observable at every draw).
+      eval_batching: "vmap" (default) evaluates all chains side by side; "map" runs them one
+        after another on each device (lax.map): less memory per evaluation, and on XLA CPU
+        faster for models whose vmapped form lowers badly (attention; see benchmarks/RESULTS.md).
       per_sample_storage: "memory" keeps every evaluation's per-sample losses (needed for BIFs
         and susceptibilities); "moments" keeps per-chain running mean/variance/log-mean-exp per
         sample (enough for V_n, ν̂, WAIC; memory independent of the run length); "auto"
@@ -105,7 +119,8 @@ def estimate_llc(
         loss_fn, [params], data, step_size=step_size, localization=localization, nbeta=nbeta,
         num_chains=num_chains, num_draws=num_draws, num_burnin=num_burnin, thin=thin,
         batch_size=batch_size, sampler=sampler, sampler_kwargs=sampler_kwargs, seed=seed, mask=mask,
-        eval_sets=eval_sets, eval_every=eval_every, per_sample_storage=per_sample_storage,
+        eval_sets=eval_sets, eval_every=eval_every, diagnostics=diagnostics, eval_batching=eval_batching,
+        per_sample_storage=per_sample_storage,
         max_per_sample_bytes=max_per_sample_bytes, eval_chunk=eval_chunk,
         batch_sampling=batch_sampling, segment_steps=segment_steps, devices=devices,
         progress=progress, checkpoints_per_call=1,
@@ -178,6 +193,8 @@ def _estimate(
     mask: Any = None,
     eval_sets: dict[str, Any] | None = None,
     eval_every: int | str | None = "auto",
+    diagnostics: Sequence[str] = DIAGNOSTICS,
+    eval_batching: str = "vmap",
     per_sample_storage: str = "auto",
     max_per_sample_bytes: int = 2 * 1024**3,
     eval_chunk: int | None = None,
@@ -189,6 +206,7 @@ def _estimate(
     memory_budget_bytes: int | None = None,
 ) -> list[LLCResult]:
     """Validate, then run the checkpoints in groups of `checkpoints_per_call` programs."""
+    cpu_rng.install()  # same random bits, ~10× cheaper on CPU (see slt_jax.cpu_rng)
     # ---- validate everything before anything is traced or compiled ----
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable as loss_fn(params, batch); got {type(loss_fn).__name__}.")
@@ -230,6 +248,10 @@ def _estimate(
         segment_steps = check.integer("segment_steps", segment_steps, minimum=1)
     if checkpoints_per_call != "auto":
         checkpoints_per_call = check.integer("checkpoints_per_call", checkpoints_per_call, minimum=1)
+    if isinstance(diagnostics, str):
+        diagnostics = (diagnostics,)
+    diagnostics = tuple(check.choice("diagnostics", d, DIAGNOSTICS) for d in diagnostics)
+    eval_batching = check.choice("eval_batching", eval_batching, EVAL_BATCHING)
     eval_sets = dict(eval_sets or {})
     for name, es in eval_sets.items():
         if not isinstance(name, str) or not name.isidentifier():
@@ -291,6 +313,10 @@ def _estimate(
             draw_blocks_per_segment=blocks,
             per_chain_center=group > 1 or num_ckpt > 1,
             streaming=streaming,
+            eval_full_loss="full_loss" in diagnostics,
+            eval_mala="mala" in diagnostics,
+            eval_map=eval_batching == "map",
+            num_devices=len(devices),
         )
 
     common = dict(
@@ -300,6 +326,7 @@ def _estimate(
         batch_sampling=batch_sampling, num_samples=n, num_params=partition.num_sampled(params),
         num_params_total=int(sum(np.size(x) for x in jax.tree.leaves(params))),
         masked=mask is not None, seed=seed, eval_every=eval_every, eval_sets=sorted(eval_sets),
+        diagnostics=list(diagnostics), eval_batching=eval_batching,
         per_sample_storage=per_sample_storage, per_sample_bytes=planned,
         key_derivation="chain c, step s: fold_in(fold_in(key(seed), c), s)",
         mala="acceptance of one SGLD probe move (ε = step_size, same minibatch) at each evaluation; not taken",

@@ -8,6 +8,7 @@ netCDF; the estimates are recomputed on load by the pure functions in `observabl
 from __future__ import annotations
 
 import json
+import warnings
 from functools import cached_property
 from pathlib import Path
 
@@ -132,7 +133,10 @@ class LLCResult:
     @property
     def mala_acceptance(self) -> np.ndarray:
         """Mean MALA acceptance of the SGLD probe moves per chain, shape (chains,) (≈0.9 is healthy)."""
-        return np.nanmean(self.dataset["mala_acceptance"].values, axis=1) if self.dataset.sizes["eval_draw"] else np.full(len(self.healthy), np.nan)
+        values = self.dataset["mala_acceptance"].values
+        with warnings.catch_warnings():  # all-NaN rows: not measured (diagnostics without "mala")
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(values, axis=1) if values.shape[1] else np.full(len(self.healthy), np.nan)
 
     @property
     def wbic(self) -> float:

@@ -283,6 +283,50 @@ def test_eval_sets_memory_and_moments_storage_agree(tmp_path):
     assert back.singular_fluctuation("probe") == pytest.approx(mom.singular_fluctuation("probe"))
 
 
+def test_diagnostics_and_eval_batching_change_what_is_computed_not_the_chains():
+    """diagnostics=() skips the full-data loss and the MALA probe (NaN, by name) but leaves the
+    chains and the eval sets' losses exactly as they were; eval_batching="map" evaluates the
+    chains one after another and gets the same per-sample losses (to float rounding: a
+    batched and an unbatched matmul may sum in a different order)."""
+    probe = (DATA[0][:10], DATA[1][:10])
+    kw = dict(num_chains=3, seed=2, eval_every=3, eval_sets={"probe": probe}, **BASE)
+    full = slt_jax.estimate_llc(linear_loss, PARAMS, DATA, **kw)
+    lean = slt_jax.estimate_llc(linear_loss, PARAMS, DATA, diagnostics=(), **kw)
+    mapped = slt_jax.estimate_llc(linear_loss, PARAMS, DATA, eval_batching="map", **kw)
+    only_mala = slt_jax.estimate_llc(linear_loss, PARAMS, DATA, diagnostics="mala", **kw)
+    np.testing.assert_array_equal(lean.loss_trace, full.loss_trace)
+    np.testing.assert_array_equal(lean.per_sample_losses("probe"), full.per_sample_losses("probe"))
+    assert np.isnan(lean.dataset["eval_loss"].values).all() and np.isnan(lean.dataset["mala_acceptance"].values).all()
+    assert np.isfinite(full.dataset["eval_loss"].values).all() and np.isfinite(full.mala_acceptance).all()
+    assert lean.attrs["diagnostics"] == [] and full.attrs["diagnostics"] == ["full_loss", "mala"]
+    assert np.isnan(only_mala.dataset["eval_loss"].values).all()
+    np.testing.assert_array_equal(only_mala.dataset["mala_acceptance"].values, full.dataset["mala_acceptance"].values)
+    np.testing.assert_array_equal(mapped.loss_trace, full.loss_trace)
+    for name in ("eval_loss", "mala_acceptance", "probe_losses"):
+        np.testing.assert_allclose(mapped.dataset[name].values, full.dataset[name].values, rtol=1e-5, atol=1e-6)
+    assert "MALA" in full.summary() and "MALA" not in lean.summary()  # nothing shown for skipped diagnostics
+
+
+def test_eval_batching_map_with_per_chain_centers():
+    """Checkpoint batching gives every chain its own w*: the lax.map evaluation must hand each
+    chain its own center (Posterior with mixed mapped/broadcast fields)."""
+    ckpts = [PARAMS, jax.tree.map(lambda x: x + 0.05, PARAMS)]
+    kw = dict(num_chains=2, seed=1, eval_every=4, eval_sets={"probe": DATA}, checkpoints_per_call=2, **BASE)
+    a = slt_jax.estimate_llc_checkpoints(linear_loss, ckpts, DATA, **kw)
+    b = slt_jax.estimate_llc_checkpoints(linear_loss, ckpts, DATA, eval_batching="map", **kw)
+    for ra, rb in zip(a, b):
+        for name in ("eval_loss", "mala_acceptance", "probe_losses"):
+            np.testing.assert_allclose(rb.dataset[name].values, ra.dataset[name].values, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_diagnostics_and_eval_batching(monkeypatch):
+    _forbid_compilation(monkeypatch)
+    with pytest.raises(ValueError, match="diagnostics='wbic'.*full_loss"):
+        slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, diagnostics=("wbic",), **BASE)
+    with pytest.raises(ValueError, match="eval_batching='pmap'.*map"):
+        slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, eval_batching="pmap", **BASE)
+
+
 def test_auto_storage_switches_to_moments_when_too_big():
     r = slt_jax.estimate_llc(
         linear_loss, PARAMS, DATA, num_chains=2, seed=0, eval_every=2, eval_sets={"train": DATA},

@@ -1,6 +1,7 @@
 """Run in a fresh process with 8 host devices: λ̂ per chain on 1, 2 and 8 devices.
 
-Prints one JSON line: {"1": [...], "2": [...], "8": [...], "num_devices": 8}.
+Prints one JSON line: {"1": [...], "2": [...], "8": [...], "8map": [...], "num_devices": 8};
+"8map" evaluates the chains with eval_batching="map" (lax.map within each device).
 """
 
 import json
@@ -25,13 +26,13 @@ def loss_fn(params, batch):
 
 params = {"W": jnp.asarray(np.linalg.lstsq(x, y, rcond=None)[0])}
 out = {"num_devices": len(jax.devices())}
-for k in (1, 2, 8):
+for k, batching in ((1, "vmap"), (2, "vmap"), (8, "vmap"), (8, "map")):
     r = slt_jax.estimate_llc(
         loss_fn, params, (x, y), step_size=1e-4, localization=1.0, num_chains=6, num_draws=100,
         num_burnin=10, batch_size=32, seed=0, devices=jax.devices()[:k], progress=False,
-        eval_sets={"probe": (x[:5], y[:5])}, eval_every=5,
+        eval_sets={"probe": (x[:5], y[:5])}, eval_every=5, eval_batching=batching,
     )
-    out[str(k)] = [r.llc_per_chain.tolist(), r.dataset["eval_loss"].values.tolist(),
+    out[str(k) + ("" if batching == "vmap" else batching)] = [r.llc_per_chain.tolist(), r.dataset["eval_loss"].values.tolist(),
                    r.per_sample_losses("probe").tolist(), int(r.attrs["padded_chains"])]
 print(json.dumps(out))
 sys.stdout.flush()
