@@ -49,6 +49,7 @@ def estimate_llc(
     eval_every: int | str | None = "auto",
     diagnostics: Sequence[str] = DIAGNOSTICS,
     eval_batching: str = "vmap",
+    draw_diagnostics: bool = True,
     per_sample_storage: str = "auto",
     max_per_sample_bytes: int = 2 * 1024**3,
     eval_chunk: int | None = None,
@@ -96,6 +97,9 @@ def estimate_llc(
       eval_batching: "vmap" (default) evaluates all chains side by side; "map" runs them one
         after another on each device (lax.map): less memory per evaluation, and on XLA CPU
         faster for models whose vmapped form lowers badly (attention; see benchmarks/RESULTS.md).
+      draw_diagnostics: record the gradient norm, the distance to w*, the weight norm and the
+        injected noise's norm at every draw (default). False records the loss alone (the rest
+        NaN): those reductions cost ~30% of a step for small models (benchmarks/RESULTS.md).
       per_sample_storage: "memory" keeps every evaluation's per-sample losses (needed for BIFs
         and susceptibilities); "moments" keeps per-chain running mean/variance/log-mean-exp per
         sample (enough for V_n, ν̂, WAIC; memory independent of the run length); "auto"
@@ -120,6 +124,7 @@ def estimate_llc(
         num_chains=num_chains, num_draws=num_draws, num_burnin=num_burnin, thin=thin,
         batch_size=batch_size, sampler=sampler, sampler_kwargs=sampler_kwargs, seed=seed, mask=mask,
         eval_sets=eval_sets, eval_every=eval_every, diagnostics=diagnostics, eval_batching=eval_batching,
+        draw_diagnostics=draw_diagnostics,
         per_sample_storage=per_sample_storage,
         max_per_sample_bytes=max_per_sample_bytes, eval_chunk=eval_chunk,
         batch_sampling=batch_sampling, segment_steps=segment_steps, devices=devices,
@@ -195,6 +200,7 @@ def _estimate(
     eval_every: int | str | None = "auto",
     diagnostics: Sequence[str] = DIAGNOSTICS,
     eval_batching: str = "vmap",
+    draw_diagnostics: bool = True,
     per_sample_storage: str = "auto",
     max_per_sample_bytes: int = 2 * 1024**3,
     eval_chunk: int | None = None,
@@ -252,6 +258,8 @@ def _estimate(
         diagnostics = (diagnostics,)
     diagnostics = tuple(check.choice("diagnostics", d, DIAGNOSTICS) for d in diagnostics)
     eval_batching = check.choice("eval_batching", eval_batching, EVAL_BATCHING)
+    if not isinstance(draw_diagnostics, (bool, np.bool_)):
+        raise TypeError(f"draw_diagnostics must be True or False; got {draw_diagnostics!r}.")
     eval_sets = dict(eval_sets or {})
     for name, es in eval_sets.items():
         if not isinstance(name, str) or not name.isidentifier():
@@ -317,6 +325,7 @@ def _estimate(
             eval_mala="mala" in diagnostics,
             eval_map=eval_batching == "map",
             num_devices=len(devices),
+            draw_diagnostics=bool(draw_diagnostics),
         )
 
     common = dict(
@@ -326,7 +335,7 @@ def _estimate(
         batch_sampling=batch_sampling, num_samples=n, num_params=partition.num_sampled(params),
         num_params_total=int(sum(np.size(x) for x in jax.tree.leaves(params))),
         masked=mask is not None, seed=seed, eval_every=eval_every, eval_sets=sorted(eval_sets),
-        diagnostics=list(diagnostics), eval_batching=eval_batching,
+        diagnostics=list(diagnostics), eval_batching=eval_batching, draw_diagnostics=bool(draw_diagnostics),
         per_sample_storage=per_sample_storage, per_sample_bytes=planned,
         key_derivation="chain c, step s: fold_in(fold_in(key(seed), c), s)",
         mala="acceptance of one SGLD probe move (ε = step_size, same minibatch) at each evaluation; not taken",

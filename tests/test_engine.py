@@ -307,6 +307,19 @@ def test_diagnostics_and_eval_batching_change_what_is_computed_not_the_chains():
     assert "MALA" in full.summary() and "MALA" not in lean.summary()  # nothing shown for skipped diagnostics
 
 
+def test_draw_diagnostics_off_keeps_the_chains_and_drops_only_the_norms(tmp_path, reference):
+    lean = slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=4, seed=3, draw_diagnostics=False, **BASE)
+    np.testing.assert_array_equal(lean.loss_trace, reference.loss_trace)
+    np.testing.assert_array_equal(lean.dataset["eval_loss"].values, reference.dataset["eval_loss"].values)
+    assert lean.llc_mean == reference.llc_mean and lean.healthy.all()
+    for name in ("grad_norm", "distance", "weight_norm", "noise_norm", "burnin_distance"):
+        assert np.isnan(lean.dataset[name].values).all(), name
+        assert np.isfinite(reference.dataset[name].values).all(), name
+    assert lean.attrs["draw_diagnostics"] is False or lean.attrs["draw_diagnostics"] == 0
+    back = slt_jax.LLCResult.from_netcdf(lean.to_netcdf(tmp_path / "lean.nc"))
+    assert back.llc_mean == lean.llc_mean
+
+
 def test_eval_batching_map_with_per_chain_centers():
     """Checkpoint batching gives every chain its own w*: the lax.map evaluation must hand each
     chain its own center (Posterior with mixed mapped/broadcast fields)."""
@@ -325,6 +338,8 @@ def test_bad_diagnostics_and_eval_batching(monkeypatch):
         slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, diagnostics=("wbic",), **BASE)
     with pytest.raises(ValueError, match="eval_batching='pmap'.*map"):
         slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, eval_batching="pmap", **BASE)
+    with pytest.raises(TypeError, match="draw_diagnostics must be True or False"):
+        slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, draw_diagnostics="no", **BASE)
 
 
 def test_auto_storage_switches_to_moments_when_too_big():
