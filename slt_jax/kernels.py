@@ -49,6 +49,18 @@ def noise_norm(scale, noise: Params, element_mask: Params) -> jax.Array:
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(injected)))
 
 
+def injected_noise_norm(position, new, grad_u, eps, element_mask) -> jax.Array:
+    """||sqrt(ε)·ξ|| of a Langevin update, recovered from the update as new - w + (ε/2)∇U.
+
+    Same value as noise_norm(sqrt(ε), ξ, mask) up to float32 rounding of w (relative error
+    about 1e-7·|w| / (sqrt(ε)|ξ|)), but it reads arrays the step stores anyway. Reducing ξ
+    itself forces XLA to store the noise instead of generating it inside the update's
+    fused loop; measured on the MLP workload at 256 chains: 75–80k → 92–103k chain-steps/s."""
+    injected = jax.tree.map(lambda n, w, e, g: (n - w) + 0.5 * e * g, new, position, eps, grad_u)
+    injected = apply_element_mask(element_mask, injected)
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(injected)))
+
+
 def langevin_update(position, grad_u, noise, eps, element_mask) -> Params:
     """w - (ε/2) ∇U + sqrt(ε) ξ, with ε a pytree like `position` (per-leaf scalars or arrays)."""
     delta = jax.tree.map(lambda e, g, xi: -0.5 * e * g + jnp.sqrt(e) * xi, eps, grad_u, noise)
@@ -74,7 +86,9 @@ def sgld(step_size: float) -> Kernel:
         noise = tree_normal(key, state.position)
         eps = jax.tree.map(lambda _: step_size, state.position)
         new = langevin_update(state.position, grad_u, noise, eps, posterior.element_mask)
-        return SGLDState(new), {"noise_norm": noise_norm(jnp.sqrt(step_size), noise, posterior.element_mask)}
+        return SGLDState(new), {
+            "noise_norm": injected_noise_norm(state.position, new, grad_u, eps, posterior.element_mask)
+        }
 
     return Kernel(init, step)
 
@@ -132,7 +146,7 @@ def rmsprop_sgld(
         grad_u = potential_grad(posterior, state.position, loss_grad)
         noise = tree_normal(key, state.position)
         new = langevin_update(state.position, grad_u, noise, eps_t, posterior.element_mask)
-        info = {"noise_norm": noise_norm(jax.tree.map(jnp.sqrt, eps_t), noise, posterior.element_mask)}
+        info = {"noise_norm": injected_noise_norm(state.position, new, grad_u, eps_t, posterior.element_mask)}
         return RMSPropSGLDState(new, v, t), info
 
     return Kernel(init, step)
@@ -217,7 +231,7 @@ def adam_sgld(
         grad_u = potential_grad(posterior, state.position, m_hat)
         noise = tree_normal(key, state.position)
         new = langevin_update(state.position, grad_u, noise, eps_t, posterior.element_mask)
-        info = {"noise_norm": noise_norm(jax.tree.map(jnp.sqrt, eps_t), noise, posterior.element_mask)}
+        info = {"noise_norm": injected_noise_norm(state.position, new, grad_u, eps_t, posterior.element_mask)}
         return AdamSGLDState(new, m, v, t), info
 
     return Kernel(init, step)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from slt_jax.kernels import rmsprop_sgld, rmsprop_sgld_devinterp, sgld, tree_normal
+from slt_jax.kernels import adam_sgld, noise_norm, rmsprop_sgld, rmsprop_sgld_devinterp, sgld, tree_normal
 from slt_jax.posterior import Posterior
 
 
@@ -48,6 +48,28 @@ def test_element_mask_freezes_coordinates():
     assert new.position[0][1] == W0[0][1]  # frozen: neither drift nor noise
     assert new.position[0][0] != W0[0][0] and new.position[0][2] != W0[0][2]
     assert not np.allclose(new.position[1], W0[1])
+
+
+@pytest.mark.parametrize("make", [sgld, rmsprop_sgld, adam_sgld])
+@pytest.mark.parametrize("eps", [1e-2, 1e-7])
+def test_reported_noise_norm_is_the_injected_noise(make, eps):
+    """Kernels report ||sqrt(ε_t)ξ|| recovered from the update (new - w + (ε_t/2)∇U), not from
+    ξ itself; it must equal the direct norm of the masked, scaled noise. Float32 rounding of
+    w (|w| ≈ 2) against sqrt(ε)|ξ| bounds the error: rtol 1e-3 even at ε = 1e-7."""
+    mask = [jnp.array([1.0, 0.0, 1.0]), None]
+    post = _posterior(CENTER, mask=mask)
+    kernel, key = make(eps), jax.random.key(3)
+    state = kernel.init(W0)
+    new, info = kernel.step(key, state, G, post)
+    noise = tree_normal(key, W0)
+    if make is sgld:
+        scale = jnp.sqrt(eps)
+    else:  # this step's ε_t = ε / (sqrt(v_t / (1 - β2^t)) + a), default β2 = 0.999 and a
+        a = 1e-5 if make is rmsprop_sgld else 1e-8
+        correction = 1 - 0.999 ** float(new.count)
+        scale = [jnp.sqrt(eps / (jnp.sqrt(v / correction) + a)) for v in new.square_avg]
+    want = noise_norm(scale, noise, mask)
+    np.testing.assert_allclose(float(info["noise_norm"]), float(want), rtol=1e-3)
 
 
 def test_rmsprop_preconditioner_matches_hand_computation():
