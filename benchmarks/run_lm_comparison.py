@@ -12,10 +12,12 @@ Two comparisons, both measured in this one run:
   observable   the issue's workload: per-token losses of one observable data set (OBS_N
                sequences) recorded at every draw. devinterp: sample() with one observable,
                once with 1 torch thread and once with 2 (the faster one is used for the ratio).
-               slt_jax: eval_sets={"obs": ...}, eval_every=1, which at every draw also computes
-               the full-data loss L_n(w) (N sequences, for the variance-based λ̂) and a MALA
-               probe: more work per draw than devinterp.
-  (extra)      slt_jax with eval_every="auto" (every n/B = 10 draws), its default.
+               slt_jax: eval_sets={"obs": ...}, eval_every=1, diagnostics=() (the observable
+               only: the same work as devinterp).
+  (variants)   slt_jax's observable run with eval_batching="map"; with the default diagnostics
+               (also the full-data loss L_n(w) on all N sequences and a MALA probe at every
+               draw: more work than devinterp); with --more-chains chains (same chain-steps);
+               with eval_every="auto" (every n/B = 10 draws, default diagnostics).
   sampling     no observable: devinterp sample(observables={}) (it still writes the per-token
                minibatch losses and input ids of every step to zarr); slt_jax eval_every=None.
 """
@@ -75,8 +77,12 @@ def run_one(tag, python, script, chains, draws, json_dir, extra=()):
 def settings(r):
     if r["framework"] == "slt_jax":
         ev = r.get("eval_every")
-        return ("eval_every=1: obs per-token losses + full-data L_n + MALA probe every draw"
-                if ev == 1 else f"eval_every={ev} ('auto'): the same, every {ev} draws" if ev
+        diag = r.get("diagnostics", ["full_loss", "mala"])
+        what = "obs per-token losses" + (" + full-data L_n" if "full_loss" in diag else "") + (
+            " + MALA probe" if "mala" in diag else "")
+        how = "" if r.get("eval_batching", "vmap") == "vmap" else "; eval_batching='map'"
+        return (f"eval_every=1: {what} every draw{how}" if ev == 1
+                else f"eval_every={ev} ('auto'): {what}, every {ev} draws{how}" if ev
                 else "eval_every=None (sampling only)")
     threads = f"{r['torch_threads']} torch thread{'s' if r['torch_threads'] != 1 else ''}"
     return f"{'obs per-token losses every draw' if r.get('observable') else 'observables={}'}; {threads}"
@@ -98,6 +104,12 @@ def main():
     p.add_argument("--skip-sampling-only", action="store_true", help="only the observable comparison")
     p.add_argument("--skip-auto", action="store_true",
                    help="skip the extra slt_jax run with eval_every='auto' (every n/B = 10 draws)")
+    p.add_argument("--skip-variants", action="store_true",
+                   help="skip the extra slt_jax observable runs (eval_batching='map'; with the full-data "
+                        "loss and MALA probe too; more chains)")
+    p.add_argument("--more-chains", type=int, default=16,
+                   help="also run slt_jax's observable configuration with this many chains (same total "
+                        "chain-steps); 0 to skip")
     p.add_argument("--out-md", default=None, help="append the markdown report to this file")
     p.add_argument("--json-dir", default=None, help="keep the per-run JSONs here (default: a temp dir)")
     args = p.parse_args()
@@ -112,7 +124,16 @@ def main():
     load_before = os.getloadavg()
     t_all = time.perf_counter()
     res = {}
-    res["slt_obs"] = run_one("slt_obs", sys.executable, slt_script, c, d, json_dir, ("--eval-every", "1"))
+    # Headline: the same work as devinterp (the observable's per-token losses at every draw).
+    obs_only = ("--eval-every", "1", "--diagnostics", "none")
+    res["slt_obs"] = run_one("slt_obs", sys.executable, slt_script, c, d, json_dir, obs_only)
+    if not args.skip_variants:
+        res["slt_obs_map"] = run_one("slt_obs_map", sys.executable, slt_script, c, d, json_dir,
+                                     obs_only + ("--eval-batching", "map"))
+        res["slt_obs_full"] = run_one("slt_obs_full", sys.executable, slt_script, c, d, json_dir, ("--eval-every", "1"))
+        if args.more_chains:
+            res["slt_obs_more"] = run_one("slt_obs_more", sys.executable, slt_script, args.more_chains,
+                                          max(1, d * c // args.more_chains), json_dir, obs_only)
     for th in args.threads:
         res[f"di_obs_t{th}"] = run_one(f"di_obs_t{th}", args.devinterp_python, di_script, c, d, json_dir,
                                        ("--threads", str(th)))
@@ -167,6 +188,12 @@ def main():
                      f"{'s' if best['torch_threads'] != 1 else ''}): "
                      f"**{s['chain_steps_per_s'] / best['chain_steps_per_s']:.1f}×** (sampling), "
                      f"{best['end_to_end_s'] / s['end_to_end_s']:.2f}× (end-to-end).")
+    for tag, label in (("slt_obs_map", "eval_batching='map'"), ("slt_obs_full", "+ full-data L_n + MALA probe"),
+                       ("slt_obs_more", "more chains")):
+        v = res.get(tag)
+        if v and best:
+            lines.append(f"- observable, slt_jax {label} ({v['chains']} chains) vs devinterp's faster setting: "
+                         f"{v['chain_steps_per_s'] / best['chain_steps_per_s']:.1f}× (sampling).")
     sa = res.get("slt_auto")
     if sa and best:
         lines.append(f"- slt_jax eval_every='auto' (obs + full-data + MALA every {sa['eval_every']} draws) vs devinterp "

@@ -71,6 +71,11 @@ def main():
     p.add_argument("--eval-every", default="1",
                    help="draws between evaluations (obs per-token losses + full-data loss + MALA "
                         "probe); default 1 = every draw, as devinterp records its observable")
+    p.add_argument("--diagnostics", default="full_loss,mala",
+                   help="what each evaluation computes besides the observable: comma-separated subset of "
+                        "full_loss,mala, or 'none' (observable only, what devinterp computes)")
+    p.add_argument("--eval-batching", default="vmap", choices=("vmap", "map"),
+                   help="evaluate chains side by side (vmap) or one after another per device (lax.map)")
     p.add_argument("--json-out", type=Path)
     args = p.parse_args()
 
@@ -96,6 +101,8 @@ def main():
         thin=W.NUM_STEPS_BW_DRAWS, batch_size=W.BATCH, seed=0, progress=False,
         eval_sets={"obs": obs_tokens} if eval_every is not None else None,
         eval_every=eval_every,
+        diagnostics=() if args.diagnostics == "none" else tuple(args.diagnostics.split(",")),
+        eval_batching=args.eval_batching,
     )
     obs = np.asarray(r.dataset["obs_losses"]) if eval_every is not None else None
     out = {
@@ -107,6 +114,8 @@ def main():
         "chains": args.chains,
         "draws": args.draws,
         "eval_every": r.attrs["eval_every"],
+        "diagnostics": r.attrs["diagnostics"],
+        "eval_batching": r.attrs["eval_batching"],
         "workload_s": workload_s,
         "compile_s": r.attrs["compile_s"],
         "sampling_s": r.attrs["sampling_s"],
@@ -114,7 +123,7 @@ def main():
         "llc_mean": r.llc_mean,
         "llc_std": r.llc_std,  # ddof=1 over healthy chains
         "llc_per_chain": [float(v) for v in np.asarray(r.llc_per_chain)],
-        "llc_var": r.llc_var if eval_every is not None else None,
+        "llc_var": r.llc_var if eval_every is not None and "full_loss" in r.attrs["diagnostics"] else None,
         "init_loss": r.attrs["init_loss"],
         "check_batch_loss": check_loss,
         "check_batch_loss_numpy64": ref,

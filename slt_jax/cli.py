@@ -151,6 +151,15 @@ def _toy_problem(args: argparse.Namespace) -> dict:
             "name": prob.name}
 
 
+# In-program evaluations each observable needs (the rest are skipped: cheaper runs).
+_NEEDS_FULL_LOSS = {"llc_var", "wbic", "reweighting", "health"}
+
+
+def _diagnostics_for(wanted) -> tuple:
+    needs = set(wanted)
+    return tuple(d for d, used in (("full_loss", bool(needs & _NEEDS_FULL_LOSS)), ("mala", "mala" in needs)) if used)
+
+
 def _llc(args: argparse.Namespace) -> int:
     import json
 
@@ -181,6 +190,7 @@ def _llc(args: argparse.Namespace) -> int:
         num_chains=args.chains, num_draws=args.draws, num_burnin=args.burnin, thin=args.thin,
         batch_size=min(args.batch_size, n), sampler=args.sampler, seed=args.seed,
         eval_sets=eval_sets, eval_every=args.eval_every if args.eval_every else "auto",
+        diagnostics=_diagnostics_for(wanted), eval_batching=args.eval_batching,
         progress=not args.no_progress,
     )
     print(result.summary())
@@ -320,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     llc.add_argument("--eval-samples", type=int, default=1000, help="training samples used for nu/waic/bif when the problem has no eval_sets")
     llc.add_argument("--observables", default="llc,llc_var,wbic,free_energy,mala,health",
                      help=f"comma-separated, from: {', '.join(OBSERVABLES)}")
+    llc.add_argument("--eval-batching", choices=["vmap", "map"], default="vmap",
+                     help="evaluate chains side by side (vmap) or one after another per device (map)")
     llc.add_argument("--seed", type=int, default=0)
     llc.add_argument("--out", default="slt_jax_results/llc", help="output folder")
     llc.add_argument("--no-plots", action="store_true")

@@ -91,6 +91,9 @@ def test_llc_on_a_user_problem_file(tmp_path, capsys):
 
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert "probe" in summary["nu"]
+    # llc and nu need neither the full-data loss nor the MALA probe: the run skips both.
+    result = slt_jax.LLCResult.from_netcdf(tmp_path / "out" / "result.nc")
+    assert result.attrs["diagnostics"] == []
 
 
 def test_llc_rejects_unknown_observables(tmp_path):
