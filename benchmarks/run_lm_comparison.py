@@ -110,6 +110,8 @@ def main():
     p.add_argument("--more-chains", type=int, default=16,
                    help="also run slt_jax's observable configuration with this many chains (same total "
                         "chain-steps); 0 to skip")
+    p.add_argument("--skip-bound", action="store_true",
+                   help="skip the bare-JAX grad-only ceiling (lm_grad_bound.py)")
     p.add_argument("--out-md", default=None, help="append the markdown report to this file")
     p.add_argument("--json-dir", default=None, help="keep the per-run JSONs here (default: a temp dir)")
     args = p.parse_args()
@@ -146,7 +148,14 @@ def main():
         th = best["torch_threads"] if best else 1
         res["di_samp"] = run_one("di_samp", args.devinterp_python, di_script, c, d, json_dir,
                                  ("--threads", str(th), "--no-obs"))
-    total_s = time.perf_counter() - t_all
+    bound = None
+    if not args.skip_bound:
+        out = Path(json_dir) / "grad_bound.json"
+        cmd = [sys.executable, str(HERE / "lm_grad_bound.py"), "--chains", str(c), "--json-out", str(out)]
+        print(f"running grad_bound: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
+        if subprocess.run(cmd, capture_output=True, text=True).returncode == 0 and out.exists():
+            bound = json.loads(out.read_text())
+        total_s = time.perf_counter() - t_all
     load_after = os.getloadavg()
 
     any_di = next((r for r in res.values() if r and r["framework"] == "devinterp"), None)
@@ -204,6 +213,12 @@ def main():
         lines.append(f"- sampling only (no observable): slt_jax/devinterp = "
                      f"**{s2['chain_steps_per_s'] / r2['chain_steps_per_s']:.1f}×** (sampling), "
                      f"{r2['end_to_end_s'] / s2['end_to_end_s']:.2f}× (end-to-end).")
+    if bound and best:
+        lines.append(f"- ceiling: a bare jitted scan doing only minibatch + `value_and_grad` of this model "
+                     f"({bound['chains']} chains, same device split; lm_grad_bound.py) runs "
+                     f"{bound['chain_steps_per_s']:,.1f} chain-steps/s = "
+                     f"**{bound['chain_steps_per_s'] / best['chain_steps_per_s']:.1f}×** devinterp's observable run: "
+                     "no JAX engine can beat that ratio on this machine.")
     if load_before[0] > 0.6:
         lines.append(f"- WARNING: the 1-min load average was {load_before[0]:.2f} before the runs "
                      "(above 0.6 on 2 cores): timings are unreliable.")
