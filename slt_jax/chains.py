@@ -59,6 +59,9 @@ class RunPlan:
     num_devices: int = 1  # devices the chain axis is split over (eval_map keeps work local)
     # Per-draw grad norm, distance to w*, weight norm, noise norm (False: the loss only).
     draw_diagnostics: bool = True
+    # Chains per vmapped batch in a step, batches run one after another on each device
+    # (0: all of a device's chains in one vmap).
+    step_chain_group: int = 0
 
     @property
     def block_draws(self) -> int:
@@ -251,7 +254,9 @@ def build_programs(
     frozen_axis = 0 if plan.per_chain_center else None
     posterior_axes = Posterior(None, None, 0, None) if plan.per_chain_center else None
     data_axis = 0 if plan.streaming else None
-    all_chains_step = jax.vmap(one_chain_step, in_axes=(0, 0, None, frozen_axis, data_axis, posterior_axes))
+    all_chains_step = map_over_chains(
+        one_chain_step, (0, 0, None, frozen_axis, data_axis, posterior_axes), plan, plan.step_chain_group
+    )
     nan_record = DrawRecord(*([nan_per_chain] * len(DrawRecord._fields)))
 
     def potential(position, frozen, batch, posterior):
@@ -298,29 +303,7 @@ def build_programs(
         }
         return BlockRecord(full.astype(jnp.float32), mala.astype(jnp.float32), per_sample)
 
-    def map_over_chains(fn, in_axes):
-        """Like jax.vmap(fn, in_axes) over the chain axis, but chains run one after another
-        (lax.map) within each device's block: the axis is viewed as (devices, chains per
-        device) and only the device axis is vmapped, so no chain crosses a device."""
-        devices = plan.num_devices
-        per_device = plan.num_chains // devices
-
-        def mapped(*args):
-            split = lambda x: x.reshape((devices, per_device) + x.shape[1:])  # noqa: E731
-            args = [_on_mapped(a, ax, split) for a, ax in zip(args, in_axes)]
-
-            def on_device(*dev_args):
-                def one_chain(i):
-                    return fn(*[_on_mapped(a, ax, lambda x: x[i]) for a, ax in zip(dev_args, in_axes)])
-
-                return jax.lax.map(one_chain, jnp.arange(per_device))
-
-            out = jax.vmap(on_device, in_axes=in_axes)(*args)
-            return jax.tree.map(lambda x: x.reshape((plan.num_chains,) + x.shape[2:]), out)
-
-        return mapped
-
-    over_chains = map_over_chains if plan.eval_map else jax.vmap
+    over_chains = (lambda fn, in_axes: map_over_chains(fn, in_axes, plan, 1)) if plan.eval_map else jax.vmap
 
     def draws(states, keys, first_draw, frozen, data, eval_sets, posterior):
         segment_first_step = plan.num_burnin + first_draw * plan.thin
@@ -446,6 +429,38 @@ def _shardings(mesh):
     spec = jax.sharding.PartitionSpec
     named = jax.sharding.NamedSharding
     return named(mesh, spec("chain")), named(mesh, spec(None, "chain")), named(mesh, spec())
+
+
+def map_over_chains(fn: Callable, in_axes: tuple, plan: RunPlan, group: int) -> Callable:
+    """Like jax.vmap(fn, in_axes) over the chain axis, in batches of `group` chains run one
+    after another (lax.map) on each device; group 1 runs chains singly, group 0 (or ≥ the
+    chains per device) is a plain vmap. The chain axis is viewed as (devices, batches, group)
+    and only the device axis is split, so no chain crosses a device and no collective appears.
+    Smaller batches keep a step's working set in cache and bound an evaluation's memory."""
+    devices = plan.num_devices
+    per_device = plan.num_chains // devices
+    if group <= 0 or group >= per_device:
+        return jax.vmap(fn, in_axes=in_axes)
+    if per_device % group:
+        raise ValueError(f"chain batch {group} does not divide the {per_device} chains per device")
+    batches = per_device // group
+    run_batch = fn if group == 1 else jax.vmap(fn, in_axes=in_axes)
+
+    def mapped(*args):
+        shape = (devices, batches) + ((group,) if group > 1 else ())
+        split = lambda x: x.reshape(shape + x.shape[1:])  # noqa: E731
+        args = [_on_mapped(a, ax, split) for a, ax in zip(args, in_axes)]
+
+        def on_device(*dev_args):
+            def one_batch(i):
+                return run_batch(*[_on_mapped(a, ax, lambda x: x[i]) for a, ax in zip(dev_args, in_axes)])
+
+            return jax.lax.map(one_batch, jnp.arange(batches))
+
+        out = jax.vmap(on_device, in_axes=in_axes)(*args)
+        return jax.tree.map(lambda x: x.reshape((plan.num_chains,) + x.shape[len(shape):]), out)
+
+    return mapped
 
 
 def _on_mapped(arg, axes, fn):

@@ -32,13 +32,14 @@ def run(tmp_path_factory):
 
 def test_llc_per_chain_agrees_on_1_2_and_8_devices(run):
     """6 chains: 1 device runs 6, 2 devices 3 each, 8 devices 8 (2 padding chains dropped);
-    "8map" evaluates chains one after another within each device (eval_batching="map").
+    "8map" evaluates chains one after another within each device (eval_batching="map"), "2seq"
+    steps them one after another on each of 2 devices (chain_batch=1).
     Chain keys depend only on (seed, chain), so the draws are the same; XLA may vectorize a
     different number of chains per device, so agreement is to float32 rounding."""
     out, _ = run
     assert out["num_devices"] == 8
     assert [out[k][3] for k in ("1", "2", "8")] == [6, 6, 8]
-    for k in ("2", "8", "8map"):
+    for k in ("2", "8", "8map", "2seq"):
         for i in range(3):
             np.testing.assert_allclose(np.array(out[k][i]), np.array(out["1"][i]), rtol=1e-5, atol=1e-7)
 

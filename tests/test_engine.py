@@ -320,6 +320,16 @@ def test_draw_diagnostics_off_keeps_the_chains_and_drops_only_the_norms(tmp_path
     assert back.llc_mean == lean.llc_mean
 
 
+def test_chain_batches_give_the_same_chains(reference):
+    """chain_batch=2: the 4 chains step as 2 vmapped batches one after another (lax.map);
+    same keys, same chains (to float rounding: batched and unbatched math may round apart)."""
+    batched = slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=4, seed=3, chain_batch=2, **BASE)
+    np.testing.assert_allclose(batched.loss_trace, reference.loss_trace, rtol=1e-5)
+    single = slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=4, seed=3, chain_batch=1, **BASE)
+    np.testing.assert_allclose(single.loss_trace, reference.loss_trace, rtol=1e-5)
+    assert batched.attrs["chain_batch"] == 2
+
+
 def test_eval_batching_map_with_per_chain_centers():
     """Checkpoint batching gives every chain its own w*: the lax.map evaluation must hand each
     chain its own center (Posterior with mixed mapped/broadcast fields)."""
@@ -338,6 +348,10 @@ def test_bad_diagnostics_and_eval_batching(monkeypatch):
         slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, diagnostics=("wbic",), **BASE)
     with pytest.raises(ValueError, match="eval_batching='pmap'.*map"):
         slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, eval_batching="pmap", **BASE)
+    with pytest.raises(ValueError, match="chain_batch=3 must divide the 4 chains per device"):
+        slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=4, chain_batch=3, **BASE)
+    with pytest.raises(ValueError, match="chain_batch"):
+        slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=4, chain_batch=0, **BASE)
     with pytest.raises(TypeError, match="draw_diagnostics must be True or False"):
         slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, draw_diagnostics="no", **BASE)
 
@@ -383,3 +397,15 @@ def test_reweighting_llc_on_the_result(reference):
     fit = reference.reweighting_llc()
     assert np.isfinite(fit.llc) and len(fit.betas) == 5
     assert np.all(fit.ess_fraction > 0)
+
+
+def test_auto_chain_batch_rule():
+    """CPU: batches of 32–64 chains once a device holds more than 128, else one vmap (0)."""
+    from slt_jax.llc import resolve_chain_batch
+
+    assert jax.default_backend() == "cpu"
+    assert resolve_chain_batch("auto", 128) == 0
+    assert resolve_chain_batch("auto", 512) == 64
+    assert resolve_chain_batch("auto", 129) == 43
+    assert resolve_chain_batch("auto", 130) == 0  # no divisor in 32..64: stay one vmap
+    assert resolve_chain_batch(8, 8) == 0 and resolve_chain_batch(4, 8) == 4
