@@ -157,7 +157,7 @@ class DrawRecord(NamedTuple):
     grad_norm: jax.Array  # ||∇L_B(w)|| over the sampled coordinates
     distance: jax.Array  # ||w - w*||
     weight_norm: jax.Array  # ||w|| over the sampled leaves
-    noise_norm: jax.Array  # size of the noise the kernel injected (NaN if it does not report it)
+    noise_norm: jax.Array  # scale of the injected noise as the kernel reports it (NaN if it does not)
 
 
 class BlockRecord(NamedTuple):

@@ -34,7 +34,8 @@ class LLCResult:
     Dataset variables (dims):
       loss (chain, draw)                 minibatch mean loss at each post-burn-in draw
       grad_norm, distance, weight_norm, noise_norm (chain, draw)   ||∇L_B||, ||w - w*||, ||w||,
-                                         ||injected noise|| at each draw
+                                         noise scale at each draw (SGLD-type kernels: sqrt(Σ ε_t),
+                                         the expected ||sqrt(ε_t)ξ||; SGHMC/SGNHT: the realized norm)
       mala_acceptance (chain, eval_draw) MALA acceptance of an SGLD probe move at each evaluation
       <name>_losses (chain, eval_draw, <name>_sample[, ...])  per-sample losses of eval set <name>
       burnin_loss (chain, burnin_draw)   same during burn-in (thinned like the draws)
