@@ -218,7 +218,7 @@ def main():
                      f"({bound['chains']} chains, same device split; lm_grad_bound.py) runs "
                      f"{bound['chain_steps_per_s']:,.1f} chain-steps/s = "
                      f"**{bound['chain_steps_per_s'] / best['chain_steps_per_s']:.1f}×** devinterp's observable run: "
-                     "no JAX engine can beat that ratio on this machine.")
+                     "an engine that takes one XLA gradient of this model per chain-step cannot beat that ratio on this machine.")
     if load_before[0] > 0.6:
         lines.append(f"- WARNING: the 1-min load average was {load_before[0]:.2f} before the runs "
                      "(above 0.6 on 2 cores): timings are unreliable.")
