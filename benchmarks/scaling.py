@@ -432,6 +432,16 @@ def _rate(x, small):
     return f"{x:,.2f}" if small else f"{x:,.0f}"
 
 
+def _table_head(first_columns, has_ref):
+    """Header and separator rows of a scaling table: its own columns, the shared rate
+    columns, and the reference columns when measured."""
+    cols = first_columns + ["chain-steps/s (best)", "range", "compile s", "sampling s", "achieved GFLOP/s",
+                            "fraction of matmul"]
+    if has_ref:
+        cols += ["slt_jax, loss only", "ref: grad only", "ref: minimal SGLD"]
+    return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+
+
 def render_markdown(*, command, backend, devices, mm, best_one, limit, noise, mlp_rows, mlp_step_flops, mlp_ca,
                     dln_rows, dln_chains, dln_batch, target_s, repeats, total_s, load_after, quick):
     nd = len(devices)
@@ -485,14 +495,7 @@ def render_markdown(*, command, backend, devices, mm, best_one, limit, noise, ml
         f"{f'{mlp_ca:,.0f}' if mlp_ca else 'n/a'}. Fraction = achieved FLOP/s ÷ {_g(limit)} GFLOP/s.")
     add("")
     has_ref = any("ref_grad" in r for r in mlp_rows)
-    head = ("| chains | steps/chain | chain-steps/s (best) | range | compile s | sampling s | achieved GFLOP/s | "
-            "fraction of matmul |")
-    sep = "|---|---|---|---|---|---|---|---|"
-    if has_ref:
-        head += " slt_jax, loss only | ref: grad only | ref: minimal SGLD |"
-        sep += "---|---|---|"
-    add(head)
-    add(sep)
+    L.extend(_table_head(["chains", "steps/chain"], has_ref))
     for r in mlp_rows:
         line = (f"| {r['chains']} | {r['draws']} | {r['rate']:,.0f} | {r['rate_min']:,.0f}–{r['rate']:,.0f} | "
                 f"{r['compile_s']:.2f} | {r['sampling_s']:.2f} | {r['flops'] / 1e9:.1f} | **{_pct(r['frac'])}** |")
@@ -513,14 +516,7 @@ def render_markdown(*, command, backend, devices, mm, best_one, limit, noise, ml
         f"−1/12 here); \"cost analysis\" = XLA's count for one single-chain SGLD step ÷ the formula.")
     add("")
     has_ref = any("ref_grad" in r for r in dln_rows)
-    head = ("| widths | params | FLOPs/chain-step | cost analysis ÷ formula | steps | chain-steps/s (best) | range | "
-            "compile s | sampling s | achieved GFLOP/s | fraction of matmul |")
-    sep = "|---|---|---|---|---|---|---|---|---|---|---|"
-    if has_ref:
-        head += " slt_jax, loss only | ref: grad only | ref: minimal SGLD |"
-        sep += "---|---|---|"
-    add(head)
-    add(sep)
+    L.extend(_table_head(["widths", "params", "FLOPs/chain-step", "cost analysis ÷ formula", "steps"], has_ref))
     for r in dln_rows:
         ca = f"{r['ca_flops'] / r['step_flops']:.3f}" if r["ca_flops"] else "n/a"
         line = (f"| {'×'.join(map(str, r['widths']))} | {r['params']:,} | {r['step_flops']:.3g} | {ca} | {r['draws']} | "
