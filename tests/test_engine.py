@@ -1,6 +1,5 @@
 """The chain runner and estimate_llc: determinism, independence, health, persistence, errors."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
