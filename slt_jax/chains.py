@@ -53,15 +53,14 @@ class RunPlan:
     # What an evaluation computes besides the eval sets' per-sample losses.
     eval_full_loss: bool = True  # L_n(w) on the full data (variance-based λ̂, health)
     eval_mala: bool = True  # MALA acceptance of an SGLD probe move
-    # Evaluate the chains one after another (lax.map) instead of side by side (vmap): less
-    # memory, and on XLA CPU faster for models whose batched form lowers badly (attention).
-    eval_map: bool = False
-    num_devices: int = 1  # devices the chain axis is split over (eval_map keeps work local)
+    num_devices: int = 1  # devices the chain axis is split over (chain batches stay local)
     # Per-draw grad norm, distance to w*, weight norm, noise norm (False: the loss only).
     draw_diagnostics: bool = True
-    # Chains per vmapped batch in a step, batches run one after another on each device
-    # (0: all of a device's chains in one vmap).
+    # Chains per vmapped batch, batches run one after another on each device (map_over_chains;
+    # 0: all of a device's chains in one vmap). Steps: cache-sized batches on CPU. Evaluations:
+    # 1 runs chains singly (less memory; faster on XLA CPU for attention models).
     step_chain_group: int = 0
+    eval_chain_group: int = 0
 
     @property
     def block_draws(self) -> int:
@@ -303,7 +302,8 @@ def build_programs(
         }
         return BlockRecord(full.astype(jnp.float32), mala.astype(jnp.float32), per_sample)
 
-    over_chains = (lambda fn, in_axes: map_over_chains(fn, in_axes, plan, 1)) if plan.eval_map else jax.vmap
+    def over_chains(fn, in_axes):
+        return map_over_chains(fn, in_axes, plan, plan.eval_chain_group)
 
     def draws(states, keys, first_draw, frozen, data, eval_sets, posterior):
         segment_first_step = plan.num_burnin + first_draw * plan.thin
@@ -567,16 +567,14 @@ def run_chains(
     bar = tqdm(total=plan.total_steps, disable=not progress, unit="step", desc="sampling", leave=False)
     draw_parts, block_parts, block_starts = [], [], []
     t0 = time.perf_counter()
-    draw = start
+    draw, data = start, first_data
     while draw < plan.num_draws:
-        if fetch is not None:
-            data = first_data if draw == start else next_data
-            upcoming = draw + plan.segment_draws
-            if upcoming < plan.num_draws:
-                fetch.indices(upcoming)  # dispatched before this segment, so it is ready first
+        prefetch = fetch is not None and draw + plan.segment_draws < plan.num_draws
+        if prefetch:
+            fetch.indices(draw + plan.segment_draws)  # dispatched before this segment, so it is ready first
         states, records, evaluated = draw_exec(states, keys, jnp.int32(draw), frozen, data, eval_sets, posterior)
-        if fetch is not None and upcoming < plan.num_draws:
-            next_data = fetch.batches()  # host gather overlaps the segment running on the device
+        if prefetch:
+            data = fetch.batches()  # host gather overlaps the segment running on the device
         take = min(plan.segment_draws, plan.num_draws - draw)
         records, evaluated = to_host((records, evaluated))
         draw_parts.append(jax.tree.map(lambda r: r[:take].T, records))

@@ -263,6 +263,10 @@ def _estimate(
         checkpoints_per_call = check.integer("checkpoints_per_call", checkpoints_per_call, minimum=1)
     if isinstance(diagnostics, str):
         diagnostics = (diagnostics,)
+    if not isinstance(diagnostics, (tuple, list, set, frozenset)):
+        raise TypeError(
+            f"diagnostics must be a tuple of names from {list(DIAGNOSTICS)} (() for none); got {diagnostics!r}."
+        )
     diagnostics = tuple(check.choice("diagnostics", d, DIAGNOSTICS) for d in diagnostics)
     eval_batching = check.choice("eval_batching", eval_batching, EVAL_BATCHING)
     if chain_batch != "auto":
@@ -332,7 +336,7 @@ def _estimate(
             streaming=streaming,
             eval_full_loss="full_loss" in diagnostics,
             eval_mala="mala" in diagnostics,
-            eval_map=eval_batching == "map",
+            eval_chain_group=1 if eval_batching == "map" else 0,
             num_devices=len(devices),
             step_chain_group=resolve_chain_batch(chain_batch, math.ceil(total / len(devices))),
             draw_diagnostics=bool(draw_diagnostics),

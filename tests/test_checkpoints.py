@@ -5,16 +5,14 @@ import numpy as np
 import pytest
 
 import slt_jax
+from scripts.linear_problem import linear_data
 from slt_jax.llc import estimate_llc_checkpoints
 
 N = 256
 
 
 def _data():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(N, 3)).astype(np.float32)
-    y = (x @ rng.normal(size=(3, 2)) + rng.normal(size=(N, 2))).astype(np.float32)
-    return x, y
+    return linear_data(N)
 
 
 def loss_fn(params, batch):

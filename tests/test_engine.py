@@ -344,6 +344,8 @@ def test_bad_diagnostics_and_eval_batching(monkeypatch):
     _forbid_compilation(monkeypatch)
     with pytest.raises(ValueError, match="diagnostics='wbic'.*full_loss"):
         slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, diagnostics=("wbic",), **BASE)
+    with pytest.raises(TypeError, match=r"diagnostics must be a tuple .*\(\) for none"):
+        slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, diagnostics=None, **BASE)
     with pytest.raises(ValueError, match="eval_batching='pmap'.*map"):
         slt_jax.estimate_llc(linear_loss, PARAMS, DATA, num_chains=2, eval_batching="pmap", **BASE)
     with pytest.raises(ValueError, match="chain_batch=3 must divide the 4 chains per device"):

@@ -1,10 +1,10 @@
 """Streaming data from host memory or disk gives the in-memory λ̂ for the same seed."""
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import slt_jax
+from scripts.linear_problem import least_squares, linear_data, linear_loss
 from slt_jax.llc import estimate_llc_checkpoints
 from slt_jax.streaming import StreamingData
 
@@ -12,18 +12,11 @@ N = 300
 
 
 def _data():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(N, 3)).astype(np.float32)
-    y = (x @ rng.normal(size=(3, 2)) + rng.normal(size=(N, 2))).astype(np.float32)
-    return x, y
+    return linear_data(N)
 
 
-def loss_fn(params, batch):
-    x, y = batch
-    return 0.5 * jnp.sum((y - x @ params["W"]) ** 2, axis=-1)
-
-
-PARAMS = {"W": jnp.asarray(np.linalg.lstsq(*_data(), rcond=None)[0])}
+loss_fn = linear_loss
+PARAMS = least_squares(*_data())
 # Several segments (segment_steps=24), thinning, a burn-in that is not a multiple of thin.
 KW = dict(step_size=1e-4, localization=1.0, num_chains=3, num_draws=50, num_burnin=7, thin=2,
           batch_size=16, seed=4, segment_steps=24, progress=False)

@@ -9,23 +9,13 @@ import json
 import sys
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 import slt_jax
+from linear_problem import least_squares, linear_data, linear_loss
 
-n = 256
-rng = np.random.default_rng(0)
-x = rng.normal(size=(n, 3)).astype(np.float32)
-y = (x @ rng.normal(size=(3, 2)) + rng.normal(size=(n, 2))).astype(np.float32)
-
-
-def loss_fn(params, batch):
-    xb, yb = batch
-    return 0.5 * jnp.sum((yb - xb @ params["W"]) ** 2, axis=-1)
-
-
-params = {"W": jnp.asarray(np.linalg.lstsq(x, y, rcond=None)[0])}
+x, y = linear_data(256)
+loss_fn = linear_loss
+params = least_squares(x, y)
 out = {"num_devices": len(jax.devices())}
 for k, batching, chain_batch in ((1, "vmap", "auto"), (2, "vmap", "auto"), (8, "vmap", "auto"), (8, "map", "auto"),
                                  (2, "vmap", 1)):

@@ -16,23 +16,13 @@ if num_processes > 1:
     initialize_distributed(f"127.0.0.1:{port}", num_processes, process_id)
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 
 import slt_jax  # noqa: E402
+from linear_problem import least_squares, linear_data, linear_loss  # noqa: E402
 
-n = 256
-rng = np.random.default_rng(0)
-x = rng.normal(size=(n, 3)).astype(np.float32)
-y = (x @ rng.normal(size=(3, 2)) + rng.normal(size=(n, 2))).astype(np.float32)
-
-
-def loss_fn(params, batch):
-    xb, yb = batch
-    return 0.5 * jnp.sum((yb - xb @ params["W"]) ** 2, axis=-1)
-
-
-params = {"W": jnp.asarray(np.linalg.lstsq(x, y, rcond=None)[0])}
+x, y = linear_data(256)
+loss_fn = linear_loss
+params = least_squares(x, y)
 r = slt_jax.estimate_llc(
     loss_fn, params, (x, y), step_size=1e-4, localization=1.0, num_chains=6, num_draws=60,
     num_burnin=10, batch_size=32, seed=0, progress=False, eval_sets={"probe": (x[:5], y[:5])}, eval_every=5,
