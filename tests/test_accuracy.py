@@ -15,7 +15,6 @@ test. Two sources of error are kept apart:
   centred at the least-squares fit ŵ, which is what a researcher does with a trained model.
 """
 
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
