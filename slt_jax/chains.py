@@ -205,6 +205,7 @@ def build_programs(
     multiple of the mesh size) is split over its devices and everything else is replicated;
     chains never communicate, so the program has no collectives.
     """
+    from slt_jax import cpu_dots
     from slt_jax.kernels import langevin_update, tree_normal
     from slt_jax.observables import mala_acceptance
     from slt_jax.posterior import apply_element_mask, potential_grad
@@ -223,6 +224,9 @@ def build_programs(
         return mean_per_sample(raw_loss(sampled, frozen, batch))
 
     value_and_grad = jax.value_and_grad(mean_loss)
+    platform = mesh.devices.flat[0].platform if mesh is not None else jax.default_backend()
+    if cpu_dots.enabled(platform):
+        value_and_grad = cpu_dots.canonical_dots(value_and_grad)
     stop = plan.num_burnin + plan.num_draws * plan.thin
     nan_per_chain = jnp.full((plan.num_chains,), jnp.nan, jnp.float32)
 
@@ -231,8 +235,8 @@ def build_programs(
         # Streaming: the host already gathered this step's rows (same indices, same key).
         batch = data if plan.streaming else draw_minibatch(batch_key, data, plan)
         # The loss is recorded at the position *before* this step's update (estimators.md §3).
-        loss, grad = value_and_grad(state.position, frozen, batch)
-        position = state.position
+        loss, grad = value_and_grad(shaped(state.position, posterior.center), frozen, batch)
+        position, grad, posterior = state.position, flat(grad), flat_posterior(posterior)
         state, info = kernel.step(kernel_key, state, grad, posterior)
         if not plan.draw_diagnostics:
             # Only the loss: the norms below are reductions that also keep the gradient and
@@ -258,8 +262,11 @@ def build_programs(
     )
     nan_record = DrawRecord(*([nan_per_chain] * len(DrawRecord._fields)))
 
-    def potential(position, frozen, batch, posterior):
-        loss, grad = value_and_grad(position, frozen, batch)
+    def potential(position, frozen, batch, posterior, like):
+        """U and ∇U at a flat `position` (see `flat`); `posterior` flat too, `like` in the
+        loss's shapes."""
+        loss, grad = value_and_grad(shaped(position, like), frozen, batch)
+        grad = flat(grad)
         u = posterior.nbeta * loss + 0.5 * posterior.localization * _norm(
             jax.tree.map(jnp.subtract, position, posterior.center)
         ) ** 2
@@ -272,15 +279,16 @@ def build_programs(
         Streaming: `data` is the chain's minibatch of the block's first step."""
         batch_key, noise_key = jax.random.split(key)
         batch = data if plan.streaming else draw_minibatch(batch_key, data, plan)
-        u, grad_u = potential(position, frozen, batch, posterior)
+        like, posterior = posterior.center, flat_posterior(posterior)
+        u, grad_u = potential(position, frozen, batch, posterior, like)
         eps = jax.tree.map(lambda _: step_size, position)
         proposal = langevin_update(position, grad_u, tree_normal(noise_key, position), eps, posterior.element_mask)
-        u_new, grad_u_new = potential(proposal, frozen, batch, posterior)
+        u_new, grad_u_new = potential(proposal, frozen, batch, posterior, like)
         return mala_acceptance(position, grad_u, u, proposal, grad_u_new, u_new, step_size)
 
     def evaluate(states, keys, block_first_draw, frozen, data, eval_sets, posterior):
         """`data`: the full data, or when streaming the block's first-step minibatches (C, B, ...)."""
-        positions = states.position
+        positions = batched_shaped(states.position, posterior.center, plan.per_chain_center)
         if plan.streaming or not plan.eval_full_loss:  # streaming: the full data is not on the device
             full = nan_per_chain
         else:
@@ -290,7 +298,7 @@ def build_programs(
                 lambda k: jax.random.fold_in(jax.random.fold_in(k, block_first_draw), 0x4D414C41)
             )(keys)
             mala = over_chains(mala_probe, in_axes=(0, 0, frozen_axis, data_axis, posterior_axes))(
-                positions, probe_keys, frozen, data, posterior
+                states.position, probe_keys, frozen, data, posterior
             )
         else:
             mala = nan_per_chain
@@ -359,9 +367,9 @@ def build_programs(
 
     def init(center, num_chains):
         if plan.per_chain_center:
-            return jax.vmap(kernel.init)(center)
+            return jax.vmap(lambda c: kernel.init(flat(c)))(center)
         return jax.vmap(kernel.init)(
-            jax.tree.map(lambda x: jnp.broadcast_to(x, (num_chains,) + x.shape), center)
+            jax.tree.map(lambda x: jnp.broadcast_to(x, (num_chains,) + x.shape), flat(center))
         )
 
     if mesh is None:
@@ -470,6 +478,31 @@ def _on_mapped(arg, axes, fn):
     return jax.tree.map(
         lambda ax, sub: sub if ax is None else jax.tree.map(fn, sub), axes, arg, is_leaf=lambda x: x is None
     )
+
+
+def flat(tree):
+    """Every leaf as a vector. Sampler states hold the sampled leaves this way: XLA CPU runs
+    the fused noise-and-update of a leaf whose last axis is short (a 48×4 output layer) at
+    half the speed per value of the same values in one vector (MLP workload: 5.0 vs 2.5 ns).
+    Reshaping a row-major array is free, so the loss still sees the user's shapes."""
+    return jax.tree.map(jnp.ravel, tree)
+
+
+def shaped(flat_tree, like):
+    """Undo `flat`: each leaf takes the shape of the matching leaf of `like`."""
+    return jax.tree.map(lambda x, ref: x.reshape(jnp.shape(ref)), flat_tree, like)
+
+
+def batched_shaped(flat_tree, center, per_chain_center: bool):
+    """`shaped` for flat leaves with a leading chain axis; `center` carries that axis too
+    when each chain has its own w*."""
+    if per_chain_center:
+        return shaped(flat_tree, center)
+    return jax.tree.map(lambda x, ref: x.reshape((x.shape[0],) + jnp.shape(ref)), flat_tree, center)
+
+
+def flat_posterior(posterior: Posterior) -> Posterior:
+    return posterior._replace(center=flat(posterior.center), element_mask=flat(posterior.element_mask))
 
 
 def _norm(tree) -> jax.Array:
