@@ -490,7 +490,10 @@ def render_markdown(*, command, backend, devices, mm, best_one, limit, noise, ml
         f"nβ = {W.NBETA:.2f}; `estimate_llc(..., eval_every=None)` (no full-data evaluations: pure sampling), "
         f"chains over all {nd} devices, draws chosen for ≈ {target_s:g} s of sampling, best of {repeats} runs "
         f"(each with its own compile; \"range\" = worst–best). FLOPs per chain-step = 6·B·(16·48 + 48·4) = "
-        f"{mlp_step_flops:,.0f} (forward 2·B·Σ d_in·d_out, backward ≈ 2× forward); XLA's cost analysis of one "
+        f"{mlp_step_flops:,.0f} (forward 2·B·Σ d_in·d_out, backward ≈ 2× forward: the usual model-FLOPs count; "
+        f"the products actually executed skip the first layer's input gradient, since x is data: "
+        f"{mlp_step_flops - 2 * W.BATCH * W.D_IN * W.D_HIDDEN:,.0f}, "
+        f"{(mlp_step_flops - 2 * W.BATCH * W.D_IN * W.D_HIDDEN) / mlp_step_flops:.2f}× the formula); XLA's cost analysis of one "
         f"single-chain step (gather, value_and_grad, noise, update) counts "
         f"{f'{mlp_ca:,.0f}' if mlp_ca else 'n/a'}. Fraction = achieved FLOP/s ÷ {_g(limit)} GFLOP/s.")
     add("")
