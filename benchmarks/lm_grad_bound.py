@@ -6,7 +6,9 @@ A bare jitted `lax.scan` whose body, vmapped over chains, only draws a minibatch
 `value_and_grad` of the workload's loss (slt_jax_lm.loss_fn, same weights and tokens); chains
 split over the CPU cores as XLA devices, as slt_jax runs them. No noise, no update, no records,
 no evaluations: chain-steps/s of this program bound what slt_jax can reach on this model here,
-so run_lm_comparison.py can state how far a ratio target is reachable at all.
+so run_lm_comparison.py can state how far a ratio target is reachable at all. The gradient
+gets the same CPU matmul layout rewrite as estimate_llc (slt_jax.cpu_dots; `--xla-layout`
+measures XLA's own).
 """
 
 import argparse
@@ -29,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import workload_lm as W  # noqa: E402
 from slt_jax_lm import loss_fn  # noqa: E402
 
-from slt_jax import cpu_rng  # noqa: E402
+from slt_jax import cpu_dots, cpu_rng  # noqa: E402
 
 
 def main():
@@ -37,6 +39,7 @@ def main():
     p.add_argument("--chains", type=int, default=W.NUM_CHAINS)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--json-out", type=Path)
+    p.add_argument("--xla-layout", action="store_true", help="without slt_jax.cpu_dots' rewrite")
     args = p.parse_args()
     cpu_rng.install()  # the same random-number lowering estimate_llc uses
 
@@ -46,6 +49,9 @@ def main():
     devices = jax.devices()
     chains = -(-args.chains // len(devices)) * len(devices)
     grad = jax.value_and_grad(lambda w, batch: jnp.mean(loss_fn(w, batch)))
+    rewrite = not args.xla_layout and cpu_dots.enabled(devices[0].platform)
+    if rewrite:
+        grad = cpu_dots.canonical_dots(grad)
 
     def one_chain(w, key, step):
         idx = jax.random.randint(jax.random.fold_in(key, step), (W.BATCH,), 0, tokens.shape[0])
@@ -73,7 +79,8 @@ def main():
         jax.block_until_ready(w)
         best = max(best, args.chains * args.steps / (time.perf_counter() - t0))
     out = {"framework": "bare JAX (grad only)", "chains": args.chains, "steps": args.steps,
-           "devices": len(devices), "compile_s": compile_s, "chain_steps_per_s": best}
+           "devices": len(devices), "compile_s": compile_s, "chain_steps_per_s": best,
+           "cpu_dot_rewrite": rewrite}
     text = json.dumps(out, indent=2)
     if args.json_out:
         args.json_out.write_text(text)

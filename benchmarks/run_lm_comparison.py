@@ -214,7 +214,8 @@ def main():
                      f"**{s2['chain_steps_per_s'] / r2['chain_steps_per_s']:.1f}×** (sampling), "
                      f"{r2['end_to_end_s'] / s2['end_to_end_s']:.2f}× (end-to-end).")
     if bound and best:
-        lines.append(f"- ceiling: a bare jitted scan doing only minibatch + `value_and_grad` of this model "
+        layout = " (with slt_jax's CPU matmul layout, as estimate_llc runs it)" if bound.get("cpu_dot_rewrite") else ""
+        lines.append(f"- ceiling: a bare jitted scan doing only minibatch + `value_and_grad` of this model{layout} "
                      f"({bound['chains']} chains, same device split; lm_grad_bound.py) runs "
                      f"{bound['chain_steps_per_s']:,.1f} chain-steps/s = "
                      f"**{bound['chain_steps_per_s'] / best['chain_steps_per_s']:.1f}×** devinterp's observable run: "

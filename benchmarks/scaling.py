@@ -98,6 +98,7 @@ import numpy as np  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
 import slt_jax  # noqa: E402
+from slt_jax import cpu_dots  # noqa: E402
 import workload_mlp as W  # noqa: E402
 from slt_jax.truth import make_dln  # noqa: E402
 
@@ -212,7 +213,10 @@ def _one_chain_step(loss_fn, data, batch, mode, center, eps=1e-6, nbeta=100.0, g
         k_batch, k_noise = jax.random.split(jax.random.fold_in(key, s))
         idx = jax.random.randint(k_batch, (batch,), 0, n)
         mb = jax.tree.map(lambda x: x[idx], data)
-        loss, g = jax.value_and_grad(lambda p: jnp.mean(loss_fn(p, mb)))(pos)
+        grad = jax.value_and_grad(lambda p, b: jnp.mean(loss_fn(p, b)))
+        if cpu_dots.enabled(jax.default_backend()):  # the matmul layout estimate_llc uses
+            grad = cpu_dots.canonical_dots(grad)
+        loss, g = grad(pos, mb)
         if mode == "grad":  # keep the gradient live, nothing else
             new = jax.tree.map(lambda w, gi: w - 1e-30 * gi, pos, g)
         else:
@@ -533,7 +537,8 @@ def render_markdown(*, command, backend, devices, mm, best_one, limit, noise, ml
         add("Reference columns (fraction of the matmul limit; one run each, same chains, device split and steps): "
             "*slt_jax, loss only* = `estimate_llc(..., draw_diagnostics=False)` (records the loss alone per "
             "draw, not the gradient/distance/weight/noise norms; best of 2 runs); *grad only* = a bare jitted `lax.scan` of a vmapped step doing the "
-            "minibatch gather + `value_and_grad` only; *minimal SGLD* = that + `jax.random.normal` noise + the "
+            "minibatch gather + `value_and_grad` only (with `slt_jax.cpu_dots`' CPU matmul layout, as "
+            "`estimate_llc` runs it; parameters in their own shapes, not flat); *minimal SGLD* = that + `jax.random.normal` noise + the "
             "Langevin update (no records, no `lax.cond`).")
         add("")
     add("### Targets")
