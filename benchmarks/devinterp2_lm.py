@@ -18,8 +18,6 @@ import time
 _T0 = time.perf_counter()
 
 import argparse
-import json
-import math
 import os
 import shutil
 import sys
@@ -38,6 +36,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import workload_lm as W  # noqa: E402
+from bench_json import emit  # noqa: E402
 
 # torch.optim.Optimizer.__init__ lazily imports torch._dynamo (~2 s, once per process). Pay it
 # here so it counts as import time, not as sampling time of the first chain.
@@ -208,11 +207,7 @@ def main():
     }
     if args.output_path is None:
         shutil.rmtree(os.path.dirname(out_dir), ignore_errors=True)
-    text = json.dumps(out, indent=1)
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            f.write(text)
-    print(text)
+    emit(out, args.json_out, indent=1)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ import time
 _T0 = time.perf_counter()
 
 import argparse
-import json
 import os
 import sys
 import warnings
@@ -25,6 +24,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import workload_mlp as W  # noqa: E402
+from bench_json import emit  # noqa: E402
 
 # torch.optim.Optimizer.__init__ lazily imports torch._dynamo (~2 s, once per process). Pay it
 # here so it counts as import time, not as sampling time of the first chain.
@@ -120,11 +120,7 @@ def main():
         "seed": args.seed,
         "workload": W.describe() | {"activation": wl["activation"]},
     }
-    text = json.dumps(out, indent=1)
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            f.write(text)
-    print(text)
+    emit(out, args.json_out, indent=1)
 
 
 if __name__ == "__main__":

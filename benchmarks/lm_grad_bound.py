@@ -12,7 +12,6 @@ measures XLA's own).
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import workload_lm as W  # noqa: E402
+from bench_json import emit  # noqa: E402
 from slt_jax_lm import loss_fn  # noqa: E402
 
 from slt_jax import cpu_dots, cpu_rng  # noqa: E402
@@ -81,10 +81,7 @@ def main():
     out = {"framework": "bare JAX (grad only)", "chains": args.chains, "steps": args.steps,
            "devices": len(devices), "compile_s": compile_s, "chain_steps_per_s": best,
            "cpu_dot_rewrite": rewrite}
-    text = json.dumps(out, indent=2)
-    if args.json_out:
-        args.json_out.write_text(text)
-    print(text)
+    emit(out, args.json_out)
 
 
 if __name__ == "__main__":

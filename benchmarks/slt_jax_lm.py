@@ -12,7 +12,6 @@ and λ̂ as JSON; run it through run_lm_comparison.py for the devinterp ratio.
 """
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -30,6 +29,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import workload_lm as W  # noqa: E402
+from bench_json import emit  # noqa: E402
 
 import slt_jax  # noqa: E402
 from slt_jax.losses import next_token_cross_entropy  # noqa: E402
@@ -132,10 +132,7 @@ def main():
         "obs_mean_loss": float(obs.mean()) if obs is not None else None,
         "in_process_s": time.perf_counter() - T_START,
     }
-    text = json.dumps(out, indent=2)
-    if args.json_out:
-        args.json_out.write_text(text)
-    print(text)
+    emit(out, args.json_out)
 
 
 if __name__ == "__main__":

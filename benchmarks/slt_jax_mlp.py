@@ -7,8 +7,6 @@ run_mlp_comparison.py for the fresh-process end-to-end wall time and the devinte
 """
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,6 +22,7 @@ import jax.numpy as jnp  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import workload_mlp as W  # noqa: E402
+from bench_json import emit  # noqa: E402
 
 import slt_jax  # noqa: E402
 
@@ -73,10 +72,7 @@ def main():
         "full_data_evals": not args.no_eval,
         "in_process_s": time.perf_counter() - T_START,
     }
-    text = json.dumps(out, indent=2)
-    if args.json_out:
-        args.json_out.write_text(text)
-    print(text)
+    emit(out, args.json_out)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,8 @@ class RunPlan:
     # 1 runs chains singly (less memory; faster on XLA CPU for attention models).
     step_chain_group: int = 0
     eval_chain_group: int = 0
+    # Gradient matmuls re-laid out for XLA CPU's fast dot path (slt_jax.cpu_dots).
+    cpu_dot_layout: bool = False
 
     @property
     def block_draws(self) -> int:
@@ -224,8 +226,7 @@ def build_programs(
         return mean_per_sample(raw_loss(sampled, frozen, batch))
 
     value_and_grad = jax.value_and_grad(mean_loss)
-    platform = mesh.devices.flat[0].platform if mesh is not None else jax.default_backend()
-    if cpu_dots.enabled(platform):
+    if plan.cpu_dot_layout:
         value_and_grad = cpu_dots.canonical_dots(value_and_grad)
     stop = plan.num_burnin + plan.num_draws * plan.thin
     nan_per_chain = jnp.full((plan.num_chains,), jnp.nan, jnp.float32)

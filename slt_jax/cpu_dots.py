@@ -15,7 +15,7 @@ float rounding: the order of the additions may differ); the result keeps its axe
 Measured on the MLP workload's per-step products at 128 chains on one CPU device
 (benchmarks/RESULTS.md): dW₂ (48×100·100×4 per chain) 716 → 210 µs per step, dW₁ 340 →
 148 µs. On a GPU or TPU the matmul libraries take transposed operands directly, so
-`build_programs` applies this on CPU only; `SLT_JAX_CPU_DOTS=xla` turns it off.
+`estimate_llc` applies it on CPU only (RunPlan.cpu_dot_layout); `SLT_JAX_CPU_DOTS=xla` turns it off.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import numpy as np
 import xarray as xr
 
 from slt_jax import _validate as check
-from slt_jax import cpu_rng
+from slt_jax import cpu_dots, cpu_rng
 from slt_jax.chains import (
     BATCH_SAMPLING, MemorySink, MomentsSink, RunOutput, RunPlan, build_programs, chain_keys, chain_mesh,
     per_sample_bytes, plan_segments, run_chains,
@@ -315,6 +315,7 @@ def _estimate(
     if not devices:
         raise ValueError("devices is empty; pass None (all devices) or a list of jax devices.")
     mesh = chain_mesh(devices)
+    platform = devices[0].platform  # where the chains run, which need not be the default backend
     num_ckpt = len(checkpoints)
     blocks = plan_segments(num_draws, num_burnin, thin, eval_every or 1, segment_steps)
     raw_loss = sampled_loss(loss_fn, partition)
@@ -338,8 +339,9 @@ def _estimate(
             eval_mala="mala" in diagnostics,
             eval_chain_group=1 if eval_batching == "map" else 0,
             num_devices=len(devices),
-            step_chain_group=resolve_chain_batch(chain_batch, math.ceil(total / len(devices))),
+            step_chain_group=resolve_chain_batch(chain_batch, math.ceil(total / len(devices)), platform),
             draw_diagnostics=bool(draw_diagnostics),
+            cpu_dot_layout=cpu_dots.enabled(platform),
         )
 
     common = dict(
@@ -350,12 +352,12 @@ def _estimate(
         num_params_total=int(sum(np.size(x) for x in jax.tree.leaves(params))),
         masked=mask is not None, seed=seed, eval_every=eval_every, eval_sets=sorted(eval_sets),
         diagnostics=list(diagnostics), eval_batching=eval_batching, draw_diagnostics=bool(draw_diagnostics),
-        chain_batch=chain_batch,
+        chain_batch=chain_batch, cpu_dot_layout=cpu_dots.enabled(platform),
         per_sample_storage=per_sample_storage, per_sample_bytes=planned,
         key_derivation="chain c, step s: fold_in(fold_in(key(seed), c), s)",
         mala="acceptance of one SGLD probe move (ε = step_size, same minibatch) at each evaluation; not taken",
         conventions=CONVENTIONS, slt_jax_version=_version(), jax_version=jax.__version__,
-        backend=jax.default_backend(), num_devices=len(devices), streaming=streaming,
+        backend=platform, num_devices=len(devices), streaming=streaming,
     )
     if checkpoints_per_call == "auto":
         checkpoints_per_call = 1 if num_ckpt == 1 else plan_checkpoints_per_call(
@@ -442,10 +444,10 @@ def _run_group(
     return results
 
 
-def resolve_chain_batch(chain_batch: int | str, per_device: int) -> int:
+def resolve_chain_batch(chain_batch: int | str, per_device: int, platform: str = "cpu") -> int:
     """Chains per vmapped batch in a step (0 = all of a device's chains in one vmap)."""
     if chain_batch == "auto":
-        if jax.default_backend() != "cpu" or per_device <= 128:
+        if platform != "cpu" or per_device <= 128:
             return 0
         fits = [g for g in range(64, 31, -1) if per_device % g == 0]
         return fits[0] if fits else 0

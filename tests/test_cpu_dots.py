@@ -79,9 +79,8 @@ def test_rewritten_program_uses_no_standalone_cpu_dot():
     """The point of the rewrite: on jax 0.10's CPU backend every product of the chain-vmapped
     MLP gradient goes to the YNNPACK fusion path, where without it the two weight
     gradients are generic `dot` instructions."""
-    if jax.default_backend() != "cpu":
-        pytest.skip("an XLA CPU property")
-    ps, x, y = _mlp_problem()
+    # An XLA CPU property: compile on the CPU device whatever the default backend is.
+    ps, x, y = jax.device_put(_mlp_problem(), jax.devices("cpu")[0])
 
     def hlo(fn):
         return jax.jit(jax.vmap(fn)).lower(ps, x, y).compile().as_text()
@@ -137,6 +136,7 @@ def test_estimate_llc_with_and_without_the_rewrite_agree(monkeypatch):
     monkeypatch.delenv(cpu_dots.ENV)
     rewritten = slt_jax.estimate_llc(loss, params, data, **kw)
     np.testing.assert_allclose(rewritten.llc_per_chain, plain.llc_per_chain, rtol=1e-4)
+    assert rewritten.attrs["cpu_dot_layout"] and not plain.attrs["cpu_dot_layout"]
     np.testing.assert_allclose(rewritten.dataset["loss"].values, plain.dataset["loss"].values, rtol=1e-4)
 
 

@@ -409,3 +409,4 @@ def test_auto_chain_batch_rule():
     assert resolve_chain_batch("auto", 129) == 43
     assert resolve_chain_batch("auto", 130) == 0  # no divisor in 32..64: stay one vmap
     assert resolve_chain_batch(8, 8) == 0 and resolve_chain_batch(4, 8) == 4
+    assert resolve_chain_batch("auto", 512, "gpu") == 0  # accelerators: one vmap per device
