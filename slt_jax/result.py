@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Callable, Mapping
 
 import numpy as np
 import xarray as xr
 
 from slt_jax import observables as obs
+from slt_jax.atomic import atomic_path
 
 CONVENTIONS = (
     "posterior p(w) ∝ exp(-nβ L_n(w) - γ/2 ||w - w*||²); "
@@ -24,7 +27,8 @@ CONVENTIONS = (
     "λ̂ = nβ (mean over post-burn-in draws - L_n(w*)), L_n(w*) on the full data; "
     "llc_std across chains with ddof=1; llc_se = ArviZ MCSE of the pooled mean; "
     "llc_var = Var over draws of nβ L_n(w) from full-data losses, averaged over chains; "
-    "unhealthy chains are excluded from every summary statistic"
+    "unhealthy chains (non-finite or runaway loss) are excluded from every summary statistic, "
+    "which is NaN when fewer than half the chains are healthy"
 )
 
 
@@ -89,6 +93,23 @@ class LLCResult:
     def num_healthy(self) -> int:
         return int(self.healthy.sum())
 
+    @cached_property
+    def too_few_healthy(self) -> str:
+        """Why the summary statistics are NaN ("" when enough chains are healthy): fewer than
+        health.MIN_HEALTHY_FRACTION of the chains survived, so the survivors do not stand for the
+        run. Warns (RuntimeWarning) once per result when it applies."""
+        from slt_jax.health import too_few_healthy
+
+        message = too_few_healthy(self.num_healthy, len(self.healthy))
+        if message:
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+        return message
+
+    @property
+    def _summarized(self) -> np.ndarray:
+        """The chains summary statistics average over: the healthy ones, or none when too few are."""
+        return self.healthy & (not self.too_few_healthy)
+
     # --- estimates ---------------------------------------------------------------------
     @cached_property
     def llc_per_chain(self) -> np.ndarray:
@@ -97,39 +118,47 @@ class LLCResult:
 
     @property
     def llc_mean(self) -> float:
-        """Mean of λ̂ over healthy chains."""
-        good = self.llc_per_chain[self.healthy]
+        """Mean of λ̂ over healthy chains (NaN when too few are healthy: see too_few_healthy)."""
+        good = self.llc_per_chain[self._summarized]
         return float(np.mean(good)) if good.size else float("nan")
 
     @property
     def llc_std(self) -> float:
         """Standard deviation of λ̂ across healthy chains (ddof=1)."""
-        good = self.llc_per_chain[self.healthy]
+        good = self.llc_per_chain[self._summarized]
         return float(np.std(good, ddof=1)) if good.size > 1 else float("nan")
 
     @cached_property
     def llc_se(self) -> float:
         """Standard error of llc_mean from the effective sample size of the nβ·loss trace."""
-        return obs.mcse_mean(self.nbeta * self.loss_trace[self.healthy])
+        return obs.mcse_mean(self.nbeta * self.loss_trace[self._summarized])
 
     @cached_property
     def ess(self) -> float:
-        return obs.ess_bulk(self.loss_trace[self.healthy])
+        return obs.ess_bulk(self.loss_trace[self._summarized])
 
     @cached_property
     def rhat(self) -> float:
         """Rank-normalized split-R̂ of the loss trace over healthy chains."""
-        return obs.rhat(self.loss_trace[self.healthy])
+        return obs.rhat(self.loss_trace[self._summarized])
 
     @cached_property
     def llc_var_per_chain(self) -> np.ndarray:
-        return obs.llc_from_variance(self.dataset["eval_loss"].values, self.nbeta)
+        with np.errstate(invalid="ignore"):  # diverged chains' inf losses: NaN, as for llc_per_chain
+            return obs.llc_from_variance(self.dataset["eval_loss"].values, self.nbeta)
 
     @property
     def llc_var(self) -> float:
         """Variance-based λ estimate (estimators.md §3), mean over healthy chains."""
-        good = self.llc_var_per_chain[self.healthy]
+        good = self.llc_var_per_chain[self._summarized]
         return float(np.mean(good)) if good.size else float("nan")
+
+    @property
+    def llc_var_se(self) -> float:
+        """Standard error of llc_var from its spread across healthy chains (NaN below 2 chains)."""
+        good = self.llc_var_per_chain[self._summarized]
+        good = good[np.isfinite(good)]
+        return float(np.std(good, ddof=1) / np.sqrt(good.size)) if good.size > 1 else float("nan")
 
     @property
     def mala_acceptance(self) -> np.ndarray:
@@ -143,11 +172,53 @@ class LLCResult:
     def wbic(self) -> float:
         """WBIC = E_β[n L_n] from the full-data evaluations of healthy chains (β = 1/log n).
 
-        NaN when nβ is not n/log n: WBIC is defined at that temperature only.
+        NaN when nβ is not n/log n (to float32 rounding, whatever rule produced it): WBIC is
+        defined at that temperature only. NaN with a RuntimeWarning when no chain (or too few)
+        is healthy, or when the run has no full-data evaluations.
         """
-        if self.attrs["nbeta_rule"] != "n_log_n":
+        n = int(self.attrs["num_samples"])
+        # rel 1e-6: nβ = n/log n passed explicitly may have been rounded through float32.
+        if not np.isclose(self.nbeta, n / np.log(n), rtol=1e-6, atol=0.0):
             return float("nan")
-        return obs.wbic(self.dataset["eval_loss"].values[self.healthy], int(self.attrs["num_samples"]))
+        losses = self.dataset["eval_loss"].values[self._summarized]
+        if not losses.size:
+            why = (
+                "no healthy chains" if not self.num_healthy
+                else "too few healthy chains" if self.too_few_healthy else "no full-data evaluations"
+            )
+            warnings.warn(f"WBIC is NaN: {why} (see result.health).", RuntimeWarning, stacklevel=2)
+            return float("nan")
+        return obs.wbic(losses, n)
+
+    @property
+    def verdicts(self) -> tuple[str, ...]:
+        """Run-level consistency verdicts (health.run_verdicts), each with its fix; flags only.
+
+        Uses the attrs' curvature (top Hessian eigenvalue of L_n at w*) when recorded; pass one
+        with `consistency(curvature=...)`.
+        """
+        return self.consistency(self.attrs.get("curvature"))
+
+    def consistency(self, curvature: float | None = None) -> tuple[str, ...]:
+        """`verdicts` with a curvature estimate h_max of L_n at w* (None: not known)."""
+        from slt_jax.health import run_verdicts
+
+        a = self.attrs
+        with warnings.catch_warnings():  # all-NaN slices: not measured
+            warnings.simplefilter("ignore", RuntimeWarning)
+            distance = self.dataset["distance"].values[self.healthy] if "distance" in self.dataset else np.array([])
+            mean_distance = float(np.nanmean(distance)) if distance.size else float("nan")
+            mala = self.mala_acceptance[self.healthy]
+            mala_mean = float(np.nanmean(mala)) if mala.size else float("nan")
+        return run_verdicts(
+            llc_mean=self.llc_mean, llc_se=self.llc_se, llc_var=self.llc_var, llc_var_se=self.llc_var_se,
+            mean_distance=mean_distance, num_params=float(a["num_params"]),
+            localization=float(a["localization"]),
+            # ε·γ < 4 is the edge of plain SGLD; adaptive and momentum samplers step differently.
+            step_size=float(a["step_size"]) if a.get("sampler") == "sgld" else float("nan"),
+            nbeta=self.nbeta, mala_mean=mala_mean,
+            curvature=float("nan") if curvature is None else float(curvature),
+        )
 
     @property
     def free_energy(self) -> float:
@@ -236,11 +307,14 @@ class LLCResult:
             f"({a['chain_steps_per_s']:.3g} chain-steps/s)",
         ]
         mala = self.mala_acceptance[self.healthy]
-        if mala.size and np.isfinite(mala).any():
+        if mala.size and np.isfinite(mala).any() and not self.too_few_healthy:
             lines.append(
                 f"MALA acceptance {np.nanmean(mala):.3f} (min over chains {np.nanmin(mala):.3f})   "
                 f"WBIC {self.wbic:.6g}   free energy {self.free_energy:.6g}"
             )
+        if self.too_few_healthy:
+            lines.append(f"λ̂ not reported: {self.too_few_healthy}")
+        lines += [f"check: {v}" for v in self.verdicts]
         for h in self.health:
             if not h.healthy or h.warnings:
                 lines.append(f"  {h}")
@@ -270,29 +344,124 @@ class LLCResult:
 
     # --- persistence ---------------------------------------------------------------------
     def to_netcdf(self, path: str | Path) -> Path:
-        """Write the Dataset (draws + metadata) to netCDF (h5netcdf engine; no pickle)."""
-        return write_netcdf(self.dataset, path)
+        """Write the Dataset (draws + metadata) to netCDF (h5netcdf engine; no pickle), atomically:
+        a failed write leaves any earlier file at `path` intact."""
+        return write_netcdf(self.dataset, path, kind=LLC_SCHEMA.kind)
 
     @classmethod
     def from_netcdf(cls, path: str | Path) -> "LLCResult":
-        return cls(read_netcdf(path))
+        """Load a result written by `to_netcdf`; ResultFileError if it is unreadable or incomplete."""
+        return cls(read_netcdf(path, LLC_SCHEMA))
 
 
-def write_netcdf(dataset: xr.Dataset, path: str | Path) -> Path:
-    """Write on process 0 only: under jax.distributed every process holds the same result."""
+# --- netCDF files --------------------------------------------------------------------------
+KIND_ATTR = "slt_jax_result_kind"  # on disk only: lets the reader say which loader a file needs
+
+
+class ResultFileError(ValueError):
+    """A file that is not a complete slt_jax result of the expected kind (truncated, another
+    tool's netCDF, or missing variables/attributes). The message names the path and the gaps."""
+
+
+@dataclass(frozen=True)
+class ResultSchema:
+    """What a result kind needs on disk, checked by `read_netcdf` before any result is built.
+
+    variables: name -> required dims (exact, in order), or None for any dims.
+    attrs: attribute names that must be present.
+    check: optional extra test, dataset -> list of problems (strings; empty when fine).
+    """
+
+    kind: str
+    variables: Mapping[str, tuple[str, ...] | None]
+    attrs: tuple[str, ...] = ()
+    check: Callable[[xr.Dataset], list[str]] | None = None
+
+    def problems(self, ds: xr.Dataset) -> list[str]:
+        found = ds.attrs.get(KIND_ATTR)
+        if found is not None and str(found) != self.kind:
+            return [f"it holds an slt_jax {found!r} result, not {self.kind!r}; load it with that result's from_netcdf"]
+        out = [f"variable {v!r} is missing" for v in self.variables if v not in ds.variables]
+        out += [
+            f"variable {v!r} has dims {ds[v].dims}, expected {dims}"
+            for v, dims in self.variables.items() if v in ds.variables and dims is not None and ds[v].dims != dims
+        ]
+        out += [f"attribute {a!r} is missing" for a in self.attrs if a not in ds.attrs]
+        return out + (self.check(ds) if self.check and not out else [])
+
+
+def _eval_sets_stored(ds: xr.Dataset) -> list[str]:
+    """Every eval set named in the attrs has its per-draw losses or its running moments."""
+    try:
+        names = _decode_attr(ds.attrs.get("eval_sets", "json:[]")) or []
+    except json.JSONDecodeError:
+        return [f"attribute 'eval_sets' is not valid JSON: {ds.attrs['eval_sets']!r}"]
+    moments = ("count", "mean", "m2", "lse")
+    return [
+        f"eval set {name!r} has neither {name}_losses nor {name}_moment_{{{','.join(moments)}}}"
+        for name in names
+        if f"{name}_losses" not in ds and not all(f"{name}_moment_{m}" in ds for m in moments)
+    ]
+
+
+_CD, _CB, _CE = ("chain", "draw"), ("chain", "burnin_draw"), ("chain", "eval_draw")
+LLC_SCHEMA = ResultSchema(
+    "llc",
+    variables={
+        "loss": _CD, "grad_norm": _CD, "distance": _CD, "burnin_loss": _CB, "burnin_distance": _CB,
+        "eval_loss": _CE, "mala_acceptance": _CE, "healthy": ("chain",), "health_reason": ("chain",),
+    },
+    # What the estimates and .summary() read.
+    attrs=(
+        "init_loss", "nbeta", "nbeta_rule", "num_samples", "num_chains", "num_draws", "num_burnin", "thin",
+        "sampler", "step_size", "localization", "batch_size", "num_params", "compile_s", "sampling_s",
+        "chain_steps_per_s",
+    ),
+    check=_eval_sets_stored,
+)
+
+
+def write_netcdf(dataset: xr.Dataset, path: str | Path, *, kind: str | None = None) -> Path:
+    """Write `dataset` atomically (slt_jax.atomic): `path` is either its old file or the whole new one.
+
+    kind (a ResultSchema.kind) is stored in the file only, so `read_netcdf` can name the right
+    loader. Written on process 0 only: under jax.distributed every process holds the same result.
+    """
     import jax
 
     path = Path(path)
     if jax.process_index() != 0:
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    dataset.to_netcdf(path, engine="h5netcdf")
+    if kind is not None:
+        dataset = dataset.assign_attrs({KIND_ATTR: kind})  # a copy: the caller's attrs are unchanged
+    with atomic_path(path) as tmp:
+        dataset.to_netcdf(tmp, engine="h5netcdf")
     return path
 
 
-def read_netcdf(path: str | Path) -> xr.Dataset:
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
-        return ds.load()
+def read_netcdf(path: str | Path, schema: ResultSchema | None = None) -> xr.Dataset:
+    """Load a netCDF file fully into memory and check it against `schema`.
+
+    Raises FileNotFoundError when `path` does not exist and ResultFileError (a ValueError) when
+    it cannot be read (truncated, not netCDF4/HDF5) or lacks what `schema` requires.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no result file at {path}.")
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            ds = ds.load()
+    except Exception as e:  # h5py/h5netcdf/xarray errors vary by how the file is broken
+        raise ResultFileError(
+            f"{path} cannot be read as a netCDF4/HDF5 file ({type(e).__name__}: {e}); it may be "
+            "truncated by an interrupted write or not an slt_jax result. Rerun or restore it."
+        ) from e
+    problems = schema.problems(ds) if schema is not None else []
+    if problems:
+        what = f"an slt_jax {schema.kind!r} result"
+        raise ResultFileError(f"{path} is not {what}: {'; '.join(problems)}.")
+    ds.attrs.pop(KIND_ATTR, None)
+    return ds
 
 
 def _per_sample(losses: np.ndarray) -> np.ndarray:
