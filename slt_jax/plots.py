@@ -47,10 +47,25 @@ def plot_trace(result, path: str | Path | None = None, *, title: str | None = No
         fig.suptitle(title)
     fig.tight_layout()
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path)
         plt.close(fig)
     return fig
+
+
+def save_figure(fig, path: str | Path, **savefig_kwargs) -> Path:
+    """fig.savefig to `path` atomically (slt_jax.atomic): a failed or killed save leaves any
+    earlier image intact. The format follows the suffix of `path`, as with savefig."""
+    from slt_jax.atomic import atomic_path
+
+    path = Path(path)
+    savefig_kwargs.setdefault("dpi", 110)
+    if not path.suffix:  # an explicit format: savefig must not append an extension to the temporary
+        import matplotlib
+
+        savefig_kwargs.setdefault("format", matplotlib.rcParams["savefig.format"])
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, **savefig_kwargs)
+    return path
 
 
 # =========================================================================================
@@ -76,8 +91,7 @@ def _finish(fig, path, plt, *, title=None, rect=None):
         fig.suptitle(title)
     fig.tight_layout(rect=rect)
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path)
         plt.close(fig)
     return fig
 

@@ -22,7 +22,13 @@ import xarray as xr
 
 from slt_jax import observables as obs
 from slt_jax.llc import estimate_llc
-from slt_jax.result import LLCResult, _decode_attr, encode_attrs, read_netcdf, write_netcdf
+from slt_jax.result import LLCResult, ResultSchema, _decode_attr, encode_attrs, read_netcdf, write_netcdf
+
+SUSCEPTIBILITY_SCHEMA = ResultSchema(
+    "susceptibility",
+    variables={"chi": ("component", "probe"), "llc": ("component",), "probe_set": ("probe",)},
+    attrs=("convention", "nbeta"),
+)
 
 
 class SusceptibilityResult:
@@ -62,11 +68,13 @@ class SusceptibilityResult:
         return obs.response_pca(self.matrix, min(k, len(self.components)))
 
     def to_netcdf(self, path: str | Path) -> Path:
-        return write_netcdf(self.dataset, path)
+        """Write chi, llc, probe_set and attrs atomically (the per-component runs are not saved)."""
+        return write_netcdf(self.dataset, path, kind=SUSCEPTIBILITY_SCHEMA.kind)
 
     @classmethod
     def from_netcdf(cls, path: str | Path) -> "SusceptibilityResult":
-        return cls(read_netcdf(path))
+        """Load a file written by `to_netcdf`; ResultFileError if it is unreadable or incomplete."""
+        return cls(read_netcdf(path, SUSCEPTIBILITY_SCHEMA))
 
     @property
     def attrs(self) -> dict:

@@ -96,9 +96,10 @@ def test_llc_on_a_user_problem_file(tmp_path, capsys):
     assert result.attrs["diagnostics"] == []
 
 
-def test_llc_rejects_unknown_observables(tmp_path):
-    with pytest.raises(SystemExit, match="unknown"):
+def test_llc_rejects_unknown_observables(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
         main(["llc", "--toy", "regular", "--observables", "llc,entropy", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "unknown ['entropy']" in capsys.readouterr().err
 
 
 def test_susceptibilities_command(tmp_path, capsys):
@@ -136,3 +137,278 @@ def test_compile_cache_flag(tmp_path):
         assert jax.config.jax_compilation_cache_dir == str(cache) and cache.is_dir()
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
+
+
+# --- input errors: one line naming the flag, exit status 2, nothing written (issue #9 §5) ----------
+
+_TOY = ["llc", "--toy", "rrr", "--widths", "5", "3", "5", "--rank", "3", "--num-samples", "200", "--no-progress"]
+
+
+def _refused(argv, capsys, *needles):
+    import slt_jax.cli as cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2, err
+    assert err.endswith("\n") and err.count("\n") == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "flag,value",
+    [("--chains", "0"), ("--chains", "-3"), ("--chains", "two"), ("--chains", "2.5"), ("--draws", "0"),
+     ("--burnin", "-1"), ("--thin", "0"), ("--batch-size", "0"), ("--batch-size", "-5"), ("--eval-every", "0"),
+     ("--eval-samples", "0"), ("--step-size", "0"), ("--step-size", "-1e-4"), ("--step-size", "nan"),
+     ("--step-size", "abc"), ("--localization", "-1"), ("--localization", "inf"), ("--nbeta", "0"),
+     ("--nbeta", "-5"), ("--nbeta", "big"), ("--num-samples", "1"), ("--noise-std", "-0.1"), ("--seed", "-1"),
+     ("--rank", "-1"), ("--eval-batching", "pmap"), ("--sampler", "nope"), ("--observables", ""),
+     ("--observables", "llc,entropy")],
+)
+def test_llc_refuses_a_bad_flag_value(flag, value, tmp_path, capsys):
+    out = tmp_path / "out"
+    _refused(_TOY + ["--out", str(out), f"{flag}={value}"], capsys, flag)
+    assert not out.exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    "extra,needles",
+    [
+        # Regression: larger than n used to be lowered to n silently.
+        (["--batch-size", "500"], ["--batch-size 500", "n = 200", "between 1 and 200"]),
+        (["--eval-samples", "300", "--observables", "nu"], ["--eval-samples 300", "n = 200"]),
+        (["--widths", "5", "0", "5"], ["--widths"]),
+        (["--rank", "9"], ["--toy rrr", "rank"]),
+    ],
+)
+def test_llc_refuses_inputs_that_depend_on_the_data(extra, needles, tmp_path, capsys):
+    out = tmp_path / "out"
+    _refused(_TOY + ["--out", str(out)] + extra, capsys, *needles)
+    assert not out.exists()
+
+
+def test_llc_refuses_bad_problems_and_outputs(tmp_path, capsys):
+    broken = tmp_path / "broken.py"
+    broken.write_text("def make():\n    raise RuntimeError('no data here')\ndef other():\n    return 3\n")
+    base = ["llc", "--no-progress", "--out", str(tmp_path / "out")]
+    _refused(base + ["--problem", "nocolon"], capsys, "--problem", "FILE.py:FUNCTION")
+    _refused(base + ["--problem", f"{tmp_path}/absent.py:make"], capsys, "--problem file", "does not exist")
+    _refused(base + ["--problem", f"{broken}:nothing"], capsys, "--problem", "no function 'nothing'")
+    _refused(base + ["--problem", f"{broken}:make"], capsys, "--problem", "RuntimeError: no data here")
+    _refused(base + ["--problem", f"{broken}:other"], capsys, "--problem", "returned a int")
+    _refused(["llc", "--toy", "dln", "--out", str(tmp_path / "out")], capsys, "--toy dln needs --widths")
+    (tmp_path / "file").write_text("")
+    _refused(_TOY + ["--out", str(tmp_path / "file")], capsys, "--out", "existing file")
+    assert not (tmp_path / "out").exists()
+
+
+def _sus_problem(tmp_path):
+    problem = tmp_path / "sus_problem.py"
+    problem.write_text(
+        "import jax.numpy as jnp, numpy as np\n"
+        "def make():\n"
+        "    x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)\n"
+        "    y = x @ np.ones((3, 1), np.float32)\n"
+        "    loss = lambda p, b: 0.5 * jnp.sum((b[1] - b[0] @ p['W']) ** 2, axis=-1)\n"
+        "    return {'loss_fn': loss, 'params': {'W': jnp.ones((3, 1))}, 'data': (x, y),\n"
+        "            'probes': {'a': (x[:4], y[:4])}}\n"
+        "def no_probes():\n"
+        "    p = make(); del p['probes']; return p\n"
+    )
+    return problem
+
+
+@pytest.mark.parametrize(
+    "extra,needles",
+    [(["--chains", "0"], ["--chains"]), (["--eval-every", "0"], ["--eval-every"]), (["--draws", "x"], ["--draws"]),
+     (["--step-size", "0"], ["--step-size"]), (["--localization", "-2"], ["--localization"]),
+     (["--batch-size", "999"], ["--batch-size 999", "n = 64"])],
+)
+def test_susceptibilities_refuses_a_bad_flag_value(extra, needles, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["susceptibilities", "--problem", f"{_sus_problem(tmp_path)}:make", "--out", str(out), "--no-progress"]
+    _refused(argv + extra, capsys, *needles)
+    assert not out.exists()
+
+
+def test_susceptibilities_needs_probes_and_demo_checks_its_flags(tmp_path, capsys):
+    argv = ["susceptibilities", "--problem", f"{_sus_problem(tmp_path)}:no_probes", "--out", str(tmp_path / "o")]
+    _refused(argv, capsys, "--problem", "probes")
+    _refused(["demo", "--chains", "0", "--out", str(tmp_path / "o")], capsys, "--chains")
+    _refused(["demo", "--seed", "x", "--out", str(tmp_path / "o")], capsys, "--seed")
+    _refused(["truth", "regular", "--num-params", "0"], capsys, "--num-params")
+    assert not (tmp_path / "o").exists()
+
+
+# --- run folders: atomic outputs, a status written last, NaN-robust summaries ---------------------
+
+_SMALL = _TOY + ["--chains", "2", "--draws", "40", "--burnin", "10", "--batch-size", "50", "--eval-every", "5"]
+
+
+def test_a_failed_or_nan_observable_still_writes_result_and_summary(tmp_path, monkeypatch, capsys):
+    """wbic raising (e.g. all chains diverged) or a NaN statistic must not lose the run."""
+    import json
+
+    from slt_jax.cli import verify_run
+    from slt_jax.result import LLCResult
+
+    def diverged(self):
+        raise FloatingPointError("all chains diverged")
+
+    monkeypatch.setattr(LLCResult, "wbic", property(diverged))
+    monkeypatch.setattr(LLCResult, "free_energy", property(lambda self: float("nan")))
+    out = tmp_path / "out"
+    assert main(_SMALL + ["--out", str(out), "--no-plots"]) == 0
+    assert "wbic failed (FloatingPointError: all chains diverged)" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    assert summary["wbic"] is None and summary["free_energy"] is None and "llc" in summary
+    assert summary["errors"] == {"wbic": "FloatingPointError: all chains diverged"}
+    status = verify_run(out)
+    assert status["errors"] == summary["errors"] and set(status["files"]) == {"result.nc", "summary.json"}
+    assert slt_jax.LLCResult.from_netcdf(out / "result.nc").loss_trace.shape == (2, 40)
+
+
+def test_a_rerun_clears_the_older_runs_outputs(tmp_path, capsys):
+    import json
+
+    from slt_jax.cli import RunFolderError, verify_run
+
+    out = tmp_path / "out"
+    assert main(_SMALL + ["--out", str(out), "--no-plots", "--observables", "llc,bif"]) == 0
+    first = verify_run(out)
+    assert "bif_train.npy" in first["files"]
+    (out / ".tmp-0123abcd-result.nc").write_bytes(b"\x89HDF")  # a killed write's leftover
+    assert main(_SMALL + ["--out", str(out), "--no-plots", "--observables", "llc", "--seed", "1"]) == 0
+    second = verify_run(out)
+    assert second["run_id"] != first["run_id"] and json.loads((out / "summary.json").read_text())["run_id"] == second["run_id"]
+    assert sorted(p.name for p in out.iterdir()) == ["result.nc", "status.json", "summary.json"]
+    (out / "summary.json").write_text("{}")  # not the file the run wrote
+    with pytest.raises(RunFolderError, match="summary.json is not the file"):
+        verify_run(out)
+
+
+# A CLI run in a subprocess that SIGKILLs itself at the n-th os.replace onto NAME (before or after it).
+_KILL_DRIVER = """
+import os, signal, sys
+from pathlib import Path
+name, nth, when = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+real, seen = os.replace, []
+def replace(src, dst):
+    hit = Path(dst).name == name and (seen.append(1) or len(seen) == nth)
+    if hit and when == "before":
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(src, dst)
+    if hit and when == "after":
+        os.kill(os.getpid(), signal.SIGKILL)
+os.replace = replace
+from slt_jax.cli import main
+sys.exit(main(sys.argv[4:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def old_run(tmp_path_factory):
+    """A complete earlier run (with a BIF file) for the killed runs to land on."""
+    out = tmp_path_factory.mktemp("old") / "out"
+    cache = tmp_path_factory.mktemp("xla")
+    assert main(["--compile-cache", str(cache)] + _SMALL + ["--out", str(out), "--no-plots", "--observables", "llc,bif"]) == 0
+    return out, cache
+
+
+def _killed_run_leaves(tmp_path, old_run, *kill):
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    shutil.copytree(old_run[0], out)
+    driver = tmp_path / "driver.py"
+    driver.write_text(_KILL_DRIVER)
+    argv = ["--compile-cache", str(old_run[1])] + _SMALL + ["--out", str(out), "--seed", "7", "--observables", "llc,wbic"]
+    proc = subprocess.run([sys.executable, str(driver), *kill, *argv], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    return out
+
+
+def _assert_nothing_mixed_loads_as_complete(out):
+    """Either the folder is one complete run (all recorded files intact, one run_id), or
+    verify_run says it is not; a result.nc under its final name is never truncated."""
+    import json
+
+    from slt_jax.cli import RunFolderError, verify_run
+
+    try:
+        status = verify_run(out)
+    except RunFolderError:
+        status = None
+    if status is not None:
+        assert json.loads((out / "summary.json").read_text())["run_id"] == status["run_id"]
+        # A killed write leaves at most a hidden .tmp-* file, which no reader opens.
+        assert set(status["files"]) == {p.name for p in out.iterdir() if not p.name.startswith(".tmp-")} - {"status.json"}
+    if (out / "result.nc").exists():
+        slt_jax.LLCResult.from_netcdf(out / "result.nc")
+    return status
+
+
+@pytest.mark.parametrize(
+    "kill,expect",
+    [
+        (("status.json", "1", "before"), "old"),  # killed while sampling: the old run stands
+        (("status.json", "1", "after"), "running"),  # marked running, old outputs being cleared
+        (("result.nc", "1", "before"), "running"),  # result fully written to its temporary
+        (("result.nc", "1", "after"), "running"),
+        (("summary.json", "1", "after"), "running"),
+        (("status.json", "2", "before"), "running"),  # everything written but the final status
+    ],
+)
+def test_a_sigkilled_run_never_loads_as_complete(kill, expect, tmp_path, old_run):
+    import json
+
+    from slt_jax.cli import RunFolderError, verify_run
+
+    old_id = json.loads((old_run[0] / "status.json").read_text())["run_id"]
+    out = _killed_run_leaves(tmp_path, old_run, *kill)
+    status = _assert_nothing_mixed_loads_as_complete(out)
+    if expect == "old":
+        assert status["run_id"] == old_id
+        return
+    assert status is None
+    with pytest.raises(RunFolderError, match="is 'running', not complete"):
+        verify_run(out)
+    on_disk = json.loads((out / "status.json").read_text())
+    assert on_disk["status"] == "running" and on_disk["run_id"] != old_id
+    if kill != ("status.json", "1", "after"):  # by then the older run's files are gone
+        assert not (out / "bif_train.npy").exists()
+
+
+def test_an_external_sigkill_mid_write_leaves_no_complete_mix(tmp_path, old_run):
+    """A real SIGKILL from outside, as soon as the new run marks the folder running."""
+    import json
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    shutil.copytree(old_run[0], out)
+    old_id = json.loads((out / "status.json").read_text())["run_id"]
+    argv = ["--compile-cache", str(old_run[1])] + _SMALL + ["--out", str(out), "--seed", "3"]
+    proc = subprocess.Popen([sys.executable, "-m", "slt_jax.cli", *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if json.loads((out / "status.json").read_text())["run_id"] != old_id:
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    _assert_nothing_mixed_loads_as_complete(out)
