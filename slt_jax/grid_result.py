@@ -125,7 +125,7 @@ class GridResult:
     def llc_per_chain(self) -> xr.DataArray:
         """λ̂ per chain over (configuration dims, chain); unhealthy chains included (see healthy)."""
         loss = self.dataset["loss"].astype("float64").mean("draw")
-        return self.dataset["nbeta"] * (loss - self.dataset["init_loss"])
+        return (self.dataset["nbeta"] * (loss - self.dataset["init_loss"])).transpose(*CONFIG_DIMS, "chain")
 
     def summary(self) -> str:
         lines = [f"grid {dict((d, self.dataset.sizes[d]) for d in CONFIG_DIMS)} × {self.dataset.sizes['chain']} chains; "

@@ -133,8 +133,9 @@ def estimate_llc_checkpoints(
 ) -> list[LLCResult]:
     """λ̂ for K checkpoints of one architecture, many checkpoints × chains per compiled program.
 
-    checkpoints: a list of params pytrees (same structure and shapes), or one pytree whose
-      leaves have a leading checkpoint axis K.
+    checkpoints: a list of params pytrees (same structure and shapes), a dict {training step
+      (int): params} (the steps label the results: attrs["checkpoint_label"]), or one pytree
+      whose leaves have a leading checkpoint axis K.
     checkpoints_per_call: checkpoints sampled together in one program (their chains side by
       side on the chain axis, each chain localized at its own w*). "auto": as many as fit in
       memory_budget_bytes according to the compiled program's memory analysis (default budget:
@@ -146,7 +147,11 @@ def estimate_llc_checkpoints(
     Returns one LLCResult per checkpoint, with `checkpoint` (its index) in the metadata.
     """
     labels = None
-    if isinstance(checkpoints, dict):
+    # {training step: params} labels the checkpoints; any other dict is one params pytree
+    # whose leaves carry a leading checkpoint axis (the stacked form).
+    if isinstance(checkpoints, dict) and checkpoints and all(
+        isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in checkpoints
+    ):
         labels = list(checkpoints)
     ckpts = _as_checkpoint_list(checkpoints) if labels is None else list(checkpoints.values())
     for bad in ("step_size", "localization", "nbeta"):
@@ -173,4 +178,5 @@ def _as_checkpoint_list(checkpoints: Any) -> list:
     k = {np.shape(x)[0] for x in leaves}
     if len(k) != 1:
         raise ValueError(f"the leaves of checkpoints disagree on the checkpoint axis length: {sorted(k)}.")
-    return [jax.tree.map(lambda x, i=i: x[i], checkpoints) for i in range(k.pop())]
+    # numpy slices: indexing a device array would compile a gather before validation ran.
+    return [jax.tree.map(lambda x, i=i: np.asarray(x)[i], checkpoints) for i in range(k.pop())]

@@ -22,6 +22,7 @@ def run_attrs(setup, axes, storage: str, planned: int, per_program: int, plan, l
     s, e, x, p = setup.sampling, setup.evals, setup.execution, setup.problem
     return dict(
         sampler=s.sampler,
+        sampler_kwargs=s.sampler_kwargs,
         sampler_constants={**s.sampler_numeric, **s.sampler_structural},
         num_chains=s.num_chains, num_draws=s.num_draws, num_burnin=s.num_burnin, thin=s.thin,
         batch_size=s.batch_size, batch_sampling=s.batch_sampling, num_samples=plan.num_samples,

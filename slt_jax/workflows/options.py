@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import jax
 import numpy as np
 
 from slt_jax import _validate as check
@@ -44,6 +43,7 @@ class SamplingOptions:
     batch_sampling: str
     seed: int
     bounding_box: float | None
+    sampler_kwargs: dict  # as the user passed them (sampler_numeric/structural add the defaults)
 
 
 @dataclass(frozen=True)
@@ -167,34 +167,27 @@ def validate_run(
         chain_batch = check.integer("chain_batch", chain_batch, minimum=1)
     if memory_budget_bytes is not None:
         memory_budget_bytes = check.integer("memory_budget_bytes", memory_budget_bytes, minimum=1)
-    devices = tuple(check.devices(devices)) if hasattr(check, "devices") else _devices(devices)
-    execution = ExecutionOptions(devices, chain_batch, segment_steps, bool(progress), configs_per_program,
+    devices = tuple(check.devices(devices))
+    execution = ExecutionOptions(devices, chain_batch, segment_steps, check.boolean("progress", progress), configs_per_program,
                                  memory_budget_bytes)
     return sampling, evals, execution, eval_sets, n
-
-
-def _devices(devices) -> tuple:
-    devices = list(jax.devices() if devices is None else devices)
-    if not devices:
-        raise ValueError("devices is empty; pass None (all devices) or a list of jax devices.")
-    return tuple(devices)
 
 
 def _sampling_options(sampler, sampler_kwargs, *, bounding_box, **fields) -> SamplingOptions:
     if isinstance(sampler, Kernel):
         if sampler_kwargs:
             raise ValueError("sampler_kwargs apply to named samplers; a Kernel already carries its constants.")
-        name, kernel, numeric, structural = "custom", sampler, {}, {}
+        name, kernel, numeric, structural, kwargs = "custom", sampler, {}, {}, {}
     else:
         name = check.choice("sampler", sampler, tuple(REGISTRY))
         kwargs = dict(sampler_kwargs or {})
-        if hasattr(check, "sampler_constants"):
-            kwargs = check.sampler_constants(name, kwargs)
+        kwargs = check.sampler_constants(name, kwargs)
         numeric, structural = REGISTRY[name].constants(kwargs)
         kernel = None
     if bounding_box is not None:
         bounding_box = check.positive_number("bounding_box", bounding_box)
-    return SamplingOptions(name, kernel, numeric, structural, bounding_box=bounding_box, **fields)
+    return SamplingOptions(name, kernel, numeric, structural, bounding_box=bounding_box,
+                           sampler_kwargs=dict(kwargs), **fields)
 
 
 def _eval_options(eval_sets, eval_every, diagnostics, eval_batching, draw_diagnostics, per_sample_storage,
@@ -214,13 +207,8 @@ def _eval_options(eval_sets, eval_every, diagnostics, eval_batching, draw_diagno
         )
     diagnostics = tuple(check.choice("diagnostics", d, DIAGNOSTICS) for d in diagnostics)
     eval_batching = check.choice("eval_batching", eval_batching, EVAL_BATCHING)
-    if not isinstance(draw_diagnostics, (bool, np.bool_)):
-        raise TypeError(f"draw_diagnostics must be True or False; got {draw_diagnostics!r}.")
-    eval_sets = check.eval_sets(eval_sets) if hasattr(check, "eval_sets") else dict(eval_sets or {})
-    for name, es in eval_sets.items():
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(f"eval_sets keys must be identifiers (they name result variables); got {name!r}.")
-        check.data_size(es, name=f"eval_sets[{name!r}]")
+    draw_diagnostics = check.boolean("draw_diagnostics", draw_diagnostics)
+    eval_sets = check.eval_sets(eval_sets)
     if eval_sets and eval_every is None:
         raise ValueError("eval_sets need evaluations: set eval_every to an integer (or 'auto'), not None.")
     check.choice("per_sample_storage", per_sample_storage, ("auto", "memory", "moments"))

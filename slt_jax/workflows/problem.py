@@ -62,16 +62,13 @@ def validate_problem(loss_fn: Callable, checkpoints: list, data: Any, eval_sets:
     params = checkpoints[0]
     for k, ckpt in enumerate(checkpoints):
         name = "params" if len(checkpoints) == 1 else f"checkpoints[{k}]"
-        check.mask_matches(mask, ckpt)
+        check.mask(mask, ckpt)
         check.finite_params(ckpt, name=name)
         check.same_structure(params, ckpt, name)
-        if hasattr(check, "float_params"):
-            check.float_params(ckpt, name)
     streaming = isinstance(data, StreamingData)
-    if hasattr(check, "finite_data") and not streaming:
-        check.finite_data(data, "data")
-        for name, es in eval_sets.items():
-            check.finite_data(es, f"eval_sets[{name!r}]")
+    check.finite_data(data, "data")  # StreamingData: the in-memory leaves (memmaps are skipped)
+    for name, es in eval_sets.items():
+        check.finite_data(es, f"eval_sets[{name!r}]")
     if streaming:  # trace the loss on the first rows; the data stays on the host
         check.loss_output(loss_fn, params, jax.tree.map(np.asarray, data.head(batch_size)), batch_size)
     else:
