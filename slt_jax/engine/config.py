@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["ChainConfig", "chain_keys", "make_config"]

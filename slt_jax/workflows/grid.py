@@ -99,7 +99,7 @@ def estimate_llc_grid(
     axes = validate_axes(step_size, localization, nbeta, labels, n, sampling.batch_size)
     if sampling.sampler == "custom" and len(axes.step_size) > 1:
         raise ValueError("a custom Kernel carries its own step size; pass one step_size, or a sampler name for a grid.")
-    _check_adapted_checkpoints(loss_fn, ckpts)
+    _check_adapted_checkpoints(loss_fn, ckpts, mask)
     problem = validate_problem(loss_fn, ckpts, data, eval_sets, mask, sampling.batch_size)
     # ---- nothing above traced a program or compiled; from here on the run starts ----
     compile_cache.enable_default()
@@ -108,12 +108,12 @@ def estimate_llc_grid(
         return _run(loss_fn, problem, axes, sampling, evals, execution, log)
 
 
-def _check_adapted_checkpoints(loss_fn, ckpts) -> None:
+def _check_adapted_checkpoints(loss_fn, ckpts, mask) -> None:
     from slt_jax import adapters
 
     check = getattr(adapters, "check_checkpoints", None)
     if check is not None:
-        check(loss_fn, ckpts)
+        check(loss_fn, ckpts, mask=mask)
 
 
 def _run(loss_fn, problem: Problem, axes: GridAxes, sampling, evals, execution, log):
