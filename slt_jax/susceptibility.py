@@ -110,6 +110,11 @@ def estimate_susceptibilities(
         if forbidden in llc_kwargs:
             raise ValueError(f"pass weight restrictions as components=, not {forbidden}=.")
 
+    from slt_jax import _validate as check
+
+    for name, mask in components.items():  # every component before the first run compiles
+        check.mask(mask, params, name=f"components[{name!r}]")
+
     def run(mask):
         return estimate_llc(loss_fn, params, data, mask=mask, eval_sets=probes, eval_every=eval_every, **llc_kwargs)
 

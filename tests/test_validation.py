@@ -498,9 +498,6 @@ def test_estimate_susceptibilities_refuses_before_compiling(no_compilation):
         slt_jax.estimate_susceptibilities(linear_loss, PARAMS, DATA, probes={"p": DATA}, seed=2**32, **kw)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "susceptibility.py checks component k's mask only when run k starts, after run 0 compiled; "
-    "fix there: check.mask(m, params) for every component before the first run"))
 def test_estimate_susceptibilities_checks_every_component_mask_first():
     with count_compilations() as log:
         with pytest.raises(TypeError, match="mask"):
@@ -512,9 +509,6 @@ def test_estimate_susceptibilities_checks_every_component_mask_first():
 STACKED = {"W": jnp.stack([JAX_PARAMS["W"], JAX_PARAMS["W"]])}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "workflows/llc.py::_as_checkpoint_list slices stacked device arrays (x[i] compiles) before "
-    "validation; fix there: slice a host copy (np.asarray(x)[i]) or validate first"))
 def test_stacked_device_checkpoints_are_refused_before_compiling():
     with count_compilations() as log:
         with pytest.raises(ValueError, match="seed"):

@@ -40,6 +40,9 @@ def label_grid(parts: list, axes, init_losses: list, sampling, problem, attrs: d
             if bad:
                 unhealthy.append((cfg, bad))
     _warn_unhealthy(unhealthy, axes, C)
+    sampling_s = sum(out.sampling_s for _, out, _ in parts)
+    attrs = dict(attrs, sampling_s=sampling_s,
+                 chain_steps_per_s=C * axes.num_configs * plan.total_steps / max(sampling_s, 1e-12))
     return GridResult(_dataset(columns, axes, init_losses, attrs, parts[0][1].eval_draws))
 
 
