@@ -8,10 +8,10 @@ from slt_jax import adapters, losses, observables, truth
 from slt_jax.samplers import (
     SAMPLERS, Kernel, adam_sgld, make_kernel, rmsprop_sgld, rmsprop_sgld_devinterp, sghmc, sgld, sgnht,
 )
-from slt_jax.grid_result import GridResult
+from slt_jax.results.grid_result import GridResult
 from slt_jax.workflows.grid import estimate_llc_grid
 from slt_jax.workflows.llc import estimate_llc, estimate_llc_checkpoints
-from slt_jax.result import LLCResult
+from slt_jax.results.llc_result import LLCResult
 from slt_jax.susceptibility import SusceptibilityResult, estimate_susceptibilities
 
 __all__ = [

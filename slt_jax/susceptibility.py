@@ -1,7 +1,8 @@
 """Susceptibilities (Baker et al., arXiv 2504.18274; estimators.md §4) from weight-restricted runs.
 
-For each component C (a mask over the params; None = all weights) one run samples the
-posterior restricted to C with the probe sets as evaluation sets. At every evaluation the
+For each component C (a mask over the params; None = all weights) chains sample the
+posterior restricted to C with the probe sets as evaluation sets; all components run as one
+compiled program (each chain carries its component's mask). At every evaluation the
 program records L_n(w) on the training data and the per-sample losses l_z(w) of every probe
 sample; then, over the pooled draws of healthy chains,
 
@@ -21,8 +22,10 @@ import numpy as np
 import xarray as xr
 
 from slt_jax import observables as obs
-from slt_jax.llc import estimate_llc
-from slt_jax.result import LLCResult, ResultSchema, _decode_attr, encode_attrs, read_netcdf, write_netcdf
+from slt_jax.workflows.grid import estimate_llc_grid
+from slt_jax.workflows.llc import estimate_llc
+from slt_jax.results.llc_result import LLCResult
+from slt_jax.results.schema import ResultSchema, _decode_attr, encode_attrs, read_netcdf, write_netcdf
 
 SUSCEPTIBILITY_SCHEMA = ResultSchema(
     "susceptibility",
@@ -110,18 +113,9 @@ def estimate_susceptibilities(
         if forbidden in llc_kwargs:
             raise ValueError(f"pass weight restrictions as components=, not {forbidden}=.")
 
-    from slt_jax import _validate as check
-
-    for name, mask in components.items():  # every component before the first run compiles
-        check.mask(mask, params, name=f"components[{name!r}]")
-
-    def run(mask):
-        return estimate_llc(loss_fn, params, data, mask=mask, eval_sets=probes, eval_every=eval_every, **llc_kwargs)
-
-    runs = {name: run(mask) for name, mask in components.items()}
+    runs, unrestricted = _run_components(loss_fn, params, data, probes, components, convention, eval_every, llc_kwargs)
     centers = None
     if convention == "devinterp":
-        unrestricted = next((runs[n] for n, m in components.items() if m is None), None) or run(None)
         centers = {p: obs.susceptibility_center(*_probe_and_base(unrestricted, p)) for p in probes}
 
     rows, llcs = [], []
@@ -159,6 +153,29 @@ def estimate_susceptibilities(
         attrs=encode_attrs(attrs),
     )
     return SusceptibilityResult(ds, runs)
+
+
+_UNRESTRICTED = "__unrestricted__"
+
+
+def _run_components(loss_fn, params, data, probes, components, convention, eval_every, llc_kwargs):
+    """Every component (and, for devinterp's centring, an unrestricted run) in one program:
+    each chain carries its component's mask (estimate_llc_grid's `components`)."""
+    for bad in ("step_size", "localization", "nbeta"):
+        if isinstance(llc_kwargs.get(bad), (list, tuple, np.ndarray)):
+            raise TypeError(f"{bad} must be one value for estimate_susceptibilities.")
+    needs_extra = convention == "devinterp" and all(m is not None for m in components.values())
+    masks = {**components, _UNRESTRICTED: None} if needs_extra else components
+    if len(masks) == 1:  # one component: exactly an estimate_llc run with its mask
+        (name, mask), = masks.items()
+        run = estimate_llc(loss_fn, params, data, mask=mask, eval_sets=probes, eval_every=eval_every, **llc_kwargs)
+        return {name: run}, run
+    grid = estimate_llc_grid(loss_fn, [params], data, components=masks, eval_sets=probes, eval_every=eval_every,
+                             **llc_kwargs)
+    runs = {name: grid.sel(component=name) for name in masks}
+    unrestricted = runs.pop(_UNRESTRICTED, None) or next(
+        (runs[n] for n, m in components.items() if m is None), None)
+    return runs, unrestricted
 
 
 def _probe_and_base(result: LLCResult, probe: str) -> tuple[np.ndarray, np.ndarray]:

@@ -148,3 +148,70 @@ def test_grid_of_sampler_constants_is_recorded():
                              sampler_kwargs={"beta2": 0.99})
     assert r.attrs["sampler_constants"] == {"beta2": 0.99, "eps_stabilizer": 1e-5, "initial_square_avg": 1.0,
                                             "bias_correction": True}
+
+
+def test_components_run_in_one_program_and_match_their_restriction():
+    """components={name: mask}: every chain carries its own element mask, so all components
+    share one compiled program; a component that freezes a column keeps it at w* exactly, and
+    its λ̂ matches a separate masked run statistically (its noise stream differs: noise is drawn
+    for every leaf any component samples). d per component is recorded."""
+    col = np.zeros((3, 2), bool)
+    col[:, 0] = True
+    comps = {"all": None, "col0": {"W": col}}
+    kw = dict(step_size=1e-3, localization=10.0, num_chains=8, num_draws=300, batch_size=32, progress=False,
+              seed=4)
+    with count_compilations() as log:
+        g = slt_jax.estimate_llc_grid(linear_loss, [PARAMS], DATA, components=comps, **kw)
+    assert [n for n in log.names if "draws" in n] == ["jit(draws)"]
+    assert g.dims[-1] == "component" and g.dataset["num_params"].values.tolist() == [6, 3]
+    full, part = g.sel(component="all"), g.sel(component="col0")
+    assert part.attrs["num_params"] == 3 and full.attrs["num_params"] == 6
+    alone = slt_jax.estimate_llc(linear_loss, PARAMS, DATA, mask={"W": col}, **kw)
+    # Regular 3-parameter restriction: λ̂ ≈ 3/2 in both, within 4 combined standard errors.
+    se = np.hypot(part.llc_se, alone.llc_se)
+    assert abs(part.llc_mean - alone.llc_mean) < 4 * se + 0.05, (part.llc_mean, alone.llc_mean, se)
+    assert full.llc_mean > 1.5 * part.llc_mean
+
+
+def test_susceptibilities_run_all_components_in_one_program():
+    from slt_jax.adapters import mask_from_paths  # noqa: F401  (the usual way to build components)
+
+    col = np.zeros((3, 2), bool)
+    col[:, 1] = True
+    with count_compilations() as log:
+        res = slt_jax.estimate_susceptibilities(
+            linear_loss, PARAMS, DATA, probes={"p": (X[:4], Y[:4])}, components={"all": None, "c1": {"W": col}},
+            step_size=1e-3, localization=10.0, num_chains=4, num_draws=100, batch_size=32, progress=False,
+        )
+    assert [n for n in log.names if "draws" in n] == ["jit(draws)"]
+    assert res.matrix.shape == (2, 4) and np.all(np.isfinite(res.matrix))
+
+
+def test_cpu_threefry_lowering_is_scoped_to_slt_jax_programs():
+    """The unrolled CPU lowering is active only while slt_jax lowers its own programs (unless
+    the user installed it process-wide), and the choice is recorded."""
+    from jax._src.interpreters import mlir as mlir_internal
+    from jax.extend.random import threefry2x32_p
+
+    from slt_jax import cpu_rng
+
+    table = mlir_internal._platform_specific_lowerings["cpu"]
+    before = table.get(threefry2x32_p)
+    r = slt_jax.estimate_llc(linear_loss, PARAMS, DATA, step_size=1e-3, localization=10.0, num_chains=2,
+                             num_draws=10, batch_size=32, progress=False)
+    assert r.attrs["cpu_threefry"] == "unrolled" and r.attrs["backend"] == "cpu"
+    assert table.get(threefry2x32_p) is before  # jax's own rule (or a user's install()) is back
+    if not cpu_rng._installed:
+        with cpu_rng.lowering():
+            assert table.get(threefry2x32_p) is not before
+
+
+def test_auto_planner_compiles_only_the_program_it_runs():
+    """checkpoints_per_call="auto" reads the memory analysis of the program it then runs."""
+    kw = dict(step_size=1e-3, localization=10.0, num_chains=3, num_draws=40, batch_size=32, progress=False,
+              seed=11)
+    ckpts = [PARAMS, {"W": PARAMS["W"] * 1.01}, {"W": PARAMS["W"] * 0.99}, {"W": PARAMS["W"] + 0.001}]
+    with count_compilations() as log:
+        rs = slt_jax.estimate_llc_checkpoints(linear_loss, ckpts, DATA, checkpoints_per_call="auto", **kw)
+    assert [n for n in log.names if "draws" in n] == ["jit(draws)"]
+    assert [r.attrs["checkpoints_in_program"] for r in rs] == [4, 4, 4, 4]

@@ -61,7 +61,7 @@ def place_inputs(plan: RunPlan, mesh, config: ChainConfig, center, frozen, data,
     if not plan.streaming:
         data = put(data, replicated)
     eval_sets = put(eval_sets, replicated)
-    element_mask = put(element_mask, replicated)
+    element_mask = put(element_mask, chains if plan.per_chain_mask else replicated)
     return config, center, frozen, data, eval_sets, element_mask
 
 

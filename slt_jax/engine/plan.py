@@ -28,6 +28,9 @@ class RunPlan:
     draw_blocks_per_segment: int  # blocks of `eval_every` draws per segment
     # Each chain has its own w* (and frozen leaves): several checkpoints in one program.
     per_chain_center: bool = False
+    # Each chain has its own element mask (every sampled leaf an array with a chain axis):
+    # several weight restrictions (components) in one program.
+    per_chain_mask: bool = False
     # Minibatches are gathered on the host and fed per segment (data larger than the device).
     streaming: bool = False
     # What an evaluation computes besides the eval sets' per-sample losses.

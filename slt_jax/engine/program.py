@@ -59,15 +59,17 @@ def _loss_view(plan: RunPlan):
     return view
 
 
-def build_programs(raw_loss: Callable, sampler: tuple, plan: RunPlan, mesh: jax.sharding.Mesh) -> Programs:
+def build_programs(raw_loss: Callable, sampler: tuple, plan: RunPlan, mesh: jax.sharding.Mesh,
+                   grad_transform: Callable | None = None) -> Programs:
     """Jitted programs for `plan` on `mesh`.
 
     raw_loss(sampled, frozen, batch) is the user's loss on the sampled leaves, (B,) or (B, T).
     sampler = (init(position, hyper), step(key, state, grad, posterior, hyper)). The chain
     axis (plan.num_chains, a multiple of the mesh size) is split over the devices and
     everything else is replicated; chains never communicate, so there are no collectives.
+    grad_transform wraps value_and_grad (the backend's matmul layout; plan.cpu_dot_layout
+    records that it is set, so the program cache tells the two apart).
     """
-    from slt_jax import cpu_dots
     from slt_jax.observables import mala_acceptance
     from slt_jax.samplers.base import langevin_update, tree_normal
 
@@ -88,8 +90,8 @@ def build_programs(raw_loss: Callable, sampler: tuple, plan: RunPlan, mesh: jax.
         return mean_per_sample(raw_loss(sampled, frozen, batch))
 
     loss_and_grad = jax.value_and_grad(lambda p, like, f, b: mean_loss(p, like, f, b))
-    if plan.cpu_dot_layout:
-        loss_and_grad = cpu_dots.canonical_dots(loss_and_grad)
+    if grad_transform is not None:
+        loss_and_grad = grad_transform(loss_and_grad)
 
     def value_and_grad(position, like, frozen, batch):
         loss, grad = loss_and_grad(position, like, frozen, batch)
@@ -98,6 +100,7 @@ def build_programs(raw_loss: Callable, sampler: tuple, plan: RunPlan, mesh: jax.
     stop = plan.num_burnin + plan.num_draws * plan.thin
     nan_per_chain = jnp.full((plan.num_chains,), jnp.nan, jnp.float32)
     center_axis = 0 if plan.per_chain_center else None
+    mask_axis = 0 if plan.per_chain_mask else None
     data_axis = 0 if plan.streaming else None
 
     def posterior_of(cfg: ChainConfig, center, element_mask) -> Posterior:
@@ -136,7 +139,7 @@ def build_programs(raw_loss: Callable, sampler: tuple, plan: RunPlan, mesh: jax.
         return map_over_chains(fn, in_axes, plan.num_chains, plan.num_devices, group)
 
     all_chains_step = over_chains(
-        one_chain_step, (0, 0, None, center_axis, center_axis, data_axis, None), plan.step_chain_group
+        one_chain_step, (0, 0, None, center_axis, center_axis, data_axis, mask_axis), plan.step_chain_group
     )
     nan_record = DrawRecord(*([nan_per_chain] * len(DrawRecord._fields)))
 
@@ -174,7 +177,7 @@ def build_programs(raw_loss: Callable, sampler: tuple, plan: RunPlan, mesh: jax.
         else:
             full = over_chains(full_loss, (0, center_axis, None), group)(positions, frozen, data)
         if plan.eval_mala:
-            mala = over_chains(mala_probe, (0, 0, None, center_axis, center_axis, data_axis, None), group)(
+            mala = over_chains(mala_probe, (0, 0, None, center_axis, center_axis, data_axis, mask_axis), group)(
                 states.position, config, block_first_draw, center, frozen, data, element_mask
             )
         else:
@@ -247,6 +250,7 @@ def build_programs(raw_loss: Callable, sampler: tuple, plan: RunPlan, mesh: jax.
 
     chains, per_step, replicated = shardings(mesh)
     center_sharding = chains if plan.per_chain_center else replicated
+    mask_sharding = chains if plan.per_chain_mask else replicated
     data_sharding = per_step if plan.streaming else replicated
     return Programs(
         init=jax.jit(init, in_shardings=(center_sharding, chains), out_shardings=chains),
@@ -254,7 +258,7 @@ def build_programs(raw_loss: Callable, sampler: tuple, plan: RunPlan, mesh: jax.
             draws,
             donate_argnums=0,
             in_shardings=(chains, chains, replicated, center_sharding, center_sharding, data_sharding,
-                          replicated, replicated),
+                          replicated, mask_sharding),
             out_shardings=(chains, per_step, per_step),
         ),
         full_loss=jax.jit(full_loss),

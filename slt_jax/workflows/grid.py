@@ -7,6 +7,7 @@ all served by one compilation); every chain reads its own configuration as data.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import os
@@ -15,7 +16,7 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from slt_jax import cpu_dots, cpu_rng
+from slt_jax import backends
 from slt_jax.engine.cache import PROGRAM_CACHE
 from slt_jax.engine.compile_log import count_compilations
 from slt_jax.engine.config import make_config
@@ -66,6 +67,7 @@ def estimate_llc_grid(
     bounding_box: float | None = None,
     configs_per_program: int | str = "auto",
     memory_budget_bytes: int | None = None,
+    components: dict | None = None,
 ):
     """λ̂ over a grid of checkpoints × step sizes × localizations × nβ, as one program.
 
@@ -76,6 +78,12 @@ def estimate_llc_grid(
       configuration runs `num_chains` chains.
     bounding_box: optional half-width b: every sampled coordinate is clamped to w* ± b after
       each step (devinterp's `bounding_box_size`); recorded.
+    components: optional {name: mask} weight restrictions (see adapters.layer_masks,
+      head_masks, mask_from_paths; None = all weights) as a fifth grid dim "component": every
+      chain carries its own element mask, so all components run in one program (instead of
+      `mask`). A component's chains draw the same noise stream whatever the other components,
+      but not the stream of a separate `estimate_llc(mask=...)` run (the noise is drawn for
+      every leaf any component samples).
     configs_per_program: configurations per compiled program; "auto" puts all of them in one
       unless the compiled program's memory analysis exceeds memory_budget_bytes (default 80% of
       the device memory where jax reports it, else half the host RAM), then halves.
@@ -97,15 +105,28 @@ def estimate_llc_grid(
         configs_per_program=configs_per_program, memory_budget_bytes=memory_budget_bytes,
     )
     axes = validate_axes(step_size, localization, nbeta, labels, n, sampling.batch_size)
+    if components is not None:
+        axes = dataclasses.replace(axes, component_labels=_component_labels(components, mask))
     if sampling.sampler == "custom" and len(axes.step_size) > 1:
         raise ValueError("a custom Kernel carries its own step size; pass one step_size, or a sampler name for a grid.")
     _check_adapted_checkpoints(loss_fn, ckpts, mask)
-    problem = validate_problem(loss_fn, ckpts, data, eval_sets, mask, sampling.batch_size)
+    problem = validate_problem(loss_fn, ckpts, data, eval_sets, mask, sampling.batch_size, components)
     # ---- nothing above traced a program or compiled; from here on the run starts ----
     compile_cache.enable_default()
-    cpu_rng.install()  # same random bits, ~10× cheaper on CPU (see slt_jax.cpu_rng)
-    with count_compilations() as log:
-        return _run(loss_fn, problem, axes, sampling, evals, execution, log)
+    choice = backends.choose(execution.devices)
+    with backends.active(choice), count_compilations() as log:
+        return _run(loss_fn, problem, axes, sampling, evals, execution, log, choice)
+
+
+def _component_labels(components, mask) -> tuple:
+    if mask is not None:
+        raise ValueError("pass either mask= (one restriction) or components= ({name: mask}), not both.")
+    if not isinstance(components, dict) or not components:
+        raise TypeError(f"components must be a non-empty dict {{name: mask}}; got {components!r}.")
+    bad = [k for k in components if not isinstance(k, str)]
+    if bad:
+        raise TypeError(f"component names must be strings; got {bad}.")
+    return tuple(components)
 
 
 def _check_adapted_checkpoints(loss_fn, ckpts, mask) -> None:
@@ -116,17 +137,17 @@ def _check_adapted_checkpoints(loss_fn, ckpts, mask) -> None:
         check(loss_fn, ckpts, mask=mask)
 
 
-def _run(loss_fn, problem: Problem, axes: GridAxes, sampling, evals, execution, log):
+def _run(loss_fn, problem: Problem, axes: GridAxes, sampling, evals, execution, log, choice):
     num_configs = axes.num_configs
     devices = execution.devices
     mesh = chain_mesh(devices)
-    platform = devices[0].platform  # where the chains run, which need not be the default backend
     storage, planned = storage_mode(
         evals.per_sample_storage, sampling.num_chains * num_configs,
         num_evaluations(sampling.num_draws, evals.eval_every), problem.losses_per_eval, evals.max_per_sample_bytes,
     )
     per_chain_center = len(axes.checkpoint_labels) > 1
-    setup = _Setup(loss_fn, problem, sampling, evals, execution, mesh, platform, per_chain_center)
+    setup = _Setup(loss_fn, problem, sampling, evals, execution, mesh, choice, per_chain_center)
+    setup.per_chain_mask = bool(axes.component_labels)
     configs = list(itertools.product(*(range(s) for s in axes.shape)))
     per_program = _configs_per_program(setup, axes, configs, execution)
     entry, plan = setup.entry(per_program)
@@ -148,30 +169,31 @@ class _Setup:
     """Builds (or fetches from the cache) the program for a number of configurations, and the
     inputs of each group of configurations."""
 
-    def __init__(self, loss_fn, problem, sampling, evals, execution, mesh, platform, per_chain_center):
+    def __init__(self, loss_fn, problem, sampling, evals, execution, mesh, choice, per_chain_center):
         self.loss_fn, self.problem, self.sampling, self.evals = loss_fn, problem, sampling, evals
-        self.execution, self.mesh, self.platform = execution, mesh, platform
+        self.execution, self.mesh, self.choice = execution, mesh, choice
+        self.platform = choice.platform  # where the chains run, which need not be the default backend
         self.per_chain_center = per_chain_center
+        self.per_chain_mask = False
         self.cache_hits: list[bool] = []
 
     def plan(self, configs: int) -> RunPlan:
         s, e, x = self.sampling, self.evals, self.execution
         total = s.num_chains * configs
         ndev = len(x.devices)
-        from slt_jax.workflows.backend_choice import resolve_chain_batch
-
         return RunPlan(
             num_chains=math.ceil(total / ndev) * ndev,
             num_draws=s.num_draws, num_burnin=s.num_burnin, thin=s.thin, batch_size=s.batch_size,
             num_samples=self._n(), batch_sampling=s.batch_sampling, eval_every=e.eval_every,
             eval_chunk=e.eval_chunk,
             draw_blocks_per_segment=plan_segments(s.num_draws, s.num_burnin, s.thin, e.eval_every or 1, x.segment_steps),
-            per_chain_center=self.per_chain_center, streaming=self.problem.streaming,
+            per_chain_center=self.per_chain_center, per_chain_mask=self.per_chain_mask,
+            streaming=self.problem.streaming,
             eval_full_loss="full_loss" in e.diagnostics, eval_mala="mala" in e.diagnostics, num_devices=ndev,
             draw_diagnostics=e.draw_diagnostics,
-            step_chain_group=resolve_chain_batch(x.chain_batch, math.ceil(total / ndev), self.platform),
+            step_chain_group=backends.resolve_chain_batch(x.chain_batch, math.ceil(total / ndev), self.platform),
             eval_chain_group=1 if e.eval_batching == "map" else 0,
-            cpu_dot_layout=cpu_dots.enabled(self.platform), bounding_box=s.bounding_box is not None,
+            cpu_dot_layout=self.choice.cpu_dot_layout, bounding_box=s.bounding_box is not None,
             loss_dtypes=self.problem.loss_dtypes if self._low_precision() else (),
         )
 
@@ -192,7 +214,8 @@ class _Setup:
                tuple(d.id for d in self.execution.devices))
 
         def build():
-            return build_programs(sampled_loss(self.loss_fn, part), _engine_sampler(s), plan, self.mesh)
+            return build_programs(sampled_loss(self.loss_fn, part), _engine_sampler(s), plan, self.mesh,
+                                  self.choice.grad_transform())
 
         entry, hit = PROGRAM_CACHE.entry(key, build)
         self.cache_hits.append(hit)
@@ -215,7 +238,7 @@ class _Setup:
     def group_inputs(self, plan: RunPlan, group: list, axes: GridAxes):
         """Host arrays for one program: each configuration's chains, padded to plan.num_chains."""
         s, C = self.sampling, self.sampling.num_chains
-        cfg = np.array([c for c in group for _ in range(C)])  # (chains, 4) configuration indices
+        cfg = np.array([c for c in group for _ in range(C)])  # (chains, dims) configuration indices
         chain_index = np.tile(np.arange(C), len(group))
         pad = plan.num_chains - len(cfg)
         if pad:  # the padding repeats the last configuration with further chain indices
@@ -237,13 +260,18 @@ class _Setup:
         else:
             center = [f32(x) for x in self.problem.centers[0]]
             frozen = list(self.problem.frozens[0])
-        return config, center, frozen
+        if self.per_chain_mask:
+            masks = self.problem.component_masks
+            element_mask = [np.stack([m[i] for m in masks])[cfg[:, 4]] for i in range(len(masks[0]))]
+        else:
+            element_mask = list(self.problem.partition.element_mask)
+        return config, center, frozen, element_mask
 
     def run_group(self, entry, plan, group, axes, sink) -> RunOutput:
-        config, center, frozen = self.group_inputs(plan, group, axes)
+        config, center, frozen, element_mask = self.group_inputs(plan, group, axes)
         return run_chains(
             entry, plan, self.mesh, config=config, center=center, frozen=frozen, data=self.problem.data,
-            eval_sets=self.problem.eval_sets, element_mask=list(self.problem.partition.element_mask),
+            eval_sets=self.problem.eval_sets, element_mask=element_mask,
             per_sample_sink=sink, progress=self.execution.progress,
         )
 
@@ -278,20 +306,19 @@ def _configs_per_program(setup: _Setup, axes: GridAxes, configs: list, execution
     budget = execution.memory_budget_bytes or device_memory_budget(execution.devices[0])
     while per_program > 1:
         entry, plan = setup.entry(per_program)
-        config, center, frozen = setup.group_inputs(plan, configs[:per_program], axes)
-        need = _program_bytes(entry, plan, setup, config, center, frozen)
+        need = _program_bytes(entry, plan, setup, *setup.group_inputs(plan, configs[:per_program], axes))
         if need <= budget:
             break
         per_program = math.ceil(per_program / 2)
     return per_program
 
 
-def _program_bytes(entry, plan, setup, config, center, frozen) -> int:
+def _program_bytes(entry, plan, setup, config, center, frozen, element_mask) -> int:
     from slt_jax.engine.driver import place_inputs
 
     config, center, frozen, data, eval_sets, mask = place_inputs(
         plan, setup.mesh, config, center, frozen, setup.problem.data if not plan.streaming else None,
-        setup.problem.eval_sets, list(setup.problem.partition.element_mask),
+        setup.problem.eval_sets, element_mask,
     )
     states = jax.eval_shape(entry.programs.init, center, config)
     if plan.streaming:  # the program sees one segment's minibatches, not the data

@@ -9,7 +9,7 @@ import numpy as np
 import xarray as xr
 
 from slt_jax.health import assess_chains
-from slt_jax.result import encode_attrs
+from slt_jax.results.schema import encode_attrs
 
 __all__ = ["CONFIG_DIMS", "label_grid"]
 
@@ -20,7 +20,7 @@ _HEALTH_TAKES_D = "num_params" in inspect.signature(assess_chains).parameters
 
 def label_grid(parts: list, axes, init_losses: list, sampling, problem, attrs: dict, plan):
     """parts: [(configurations, RunOutput, sink)] per program, in configuration order."""
-    from slt_jax.grid_result import GridResult
+    from slt_jax.results.grid_result import GridResult
 
     C = sampling.num_chains
     columns: dict[str, list] = {}
@@ -31,7 +31,8 @@ def label_grid(parts: list, axes, init_losses: list, sampling, problem, attrs: d
         for j, cfg in enumerate(group):
             chains = slice(j * C, (j + 1) * C)
             part = out.select_chains(chains)
-            health = _health(part, init_losses[cfg[0]], axes.nbeta[cfg[3]], sampling, problem)
+            d = problem.component_num_params[cfg[4]] if axes.component_labels else problem.num_params
+            health = _health(part, init_losses[cfg[0]], axes.nbeta[cfg[3]], sampling, d)
             for name, value in _per_chain_columns(part, health, sink, arrays, chains).items():
                 columns.setdefault(name, []).append(value)
             columns.setdefault("sampling_s", []).append(out.sampling_s)
@@ -43,11 +44,12 @@ def label_grid(parts: list, axes, init_losses: list, sampling, problem, attrs: d
     sampling_s = sum(out.sampling_s for _, out, _ in parts)
     attrs = dict(attrs, sampling_s=sampling_s,
                  chain_steps_per_s=C * axes.num_configs * plan.total_steps / max(sampling_s, 1e-12))
-    return GridResult(_dataset(columns, axes, init_losses, attrs, parts[0][1].eval_draws))
+    return GridResult(_dataset(columns, axes, init_losses, attrs, parts[0][1].eval_draws,
+                               problem.component_num_params))
 
 
-def _health(part, init_loss, nbeta, sampling, problem):
-    extra = {"num_params": problem.num_params} if _HEALTH_TAKES_D else {}
+def _health(part, init_loss, nbeta, sampling, num_params):
+    extra = {"num_params": num_params} if _HEALTH_TAKES_D else {}
     return assess_chains(
         part.draws.loss, part.burnin.loss, part.blocks.full_loss, init_loss, nbeta,
         part.first_bad_draw, sampling.num_burnin, sampling.thin, **extra,
@@ -82,29 +84,31 @@ def _per_chain_columns(part, health, sink, arrays, chains) -> dict:
     return cols
 
 
-def _dataset(columns: dict, axes, init_losses, attrs, eval_draws) -> xr.Dataset:
-    shape = axes.shape
+def _dataset(columns: dict, axes, init_losses, attrs, eval_draws, problem_d=()) -> xr.Dataset:
+    shape, config_dims = axes.shape, axes.dims
     variables = {}
     for name, values in columns.items():
         if name in ("sampling_s", "checkpoints_in_program"):
-            variables[name] = (CONFIG_DIMS, np.asarray(values).reshape(shape))
+            variables[name] = (config_dims, np.asarray(values).reshape(shape))
             continue
         dims = values[0][0]
         stacked = np.stack([v[1] for v in values])
-        variables[name] = (CONFIG_DIMS + dims, stacked.reshape(shape + stacked.shape[1:]))
+        variables[name] = (config_dims + dims, stacked.reshape(shape + stacked.shape[1:]))
     variables["init_loss"] = (("checkpoint",), np.asarray(init_losses, np.float64))
     variables["nbeta_rule"] = (("nbeta",), np.asarray(axes.nbeta_rule, dtype=object).astype(str))
-    loss = variables["loss"][1]
     coords = {
         "checkpoint": list(axes.checkpoint_labels),
         "step_size": np.asarray(axes.step_size, np.float64),
         "localization": np.asarray(axes.localization, np.float64),
         "nbeta": np.asarray(axes.nbeta, np.float64),
-        "chain": np.arange(loss.shape[4]),
-        "draw": np.arange(loss.shape[5]),
-        "burnin_draw": np.arange(variables["burnin_loss"][1].shape[5]),
+        "chain": np.arange(variables["healthy"][1].shape[-1]),
+        "draw": np.arange(variables["loss"][1].shape[-1]),
+        "burnin_draw": np.arange(variables["burnin_loss"][1].shape[-1]),
         "eval_draw": np.asarray(eval_draws),
     }
+    if axes.component_labels:
+        coords["component"] = list(axes.component_labels)
+        variables["num_params"] = (("component",), np.asarray(problem_d, np.int64))
     return xr.Dataset(variables, coords=coords, attrs=encode_attrs(attrs))
 
 
@@ -126,4 +130,6 @@ def _config_name(cfg, axes) -> str:
     for name, values, i in (("ε", axes.step_size, cfg[1]), ("γ", axes.localization, cfg[2]), ("nβ", axes.nbeta, cfg[3])):
         if len(values) > 1:
             parts.append(f"{name}={values[i]:g}")
+    if axes.component_labels:
+        parts.append(f"component {axes.component_labels[cfg[4]]!r}")
     return f" ({', '.join(parts)})" if parts else ""

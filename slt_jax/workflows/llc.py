@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from slt_jax.result import LLCResult
+from slt_jax.results.llc_result import LLCResult
 from slt_jax.samplers import Kernel
 from slt_jax.workflows.grid import estimate_llc_grid
 from slt_jax.workflows.options import DIAGNOSTICS

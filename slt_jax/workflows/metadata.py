@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import jax
 
-from slt_jax import cpu_dots
-
 __all__ = ["run_attrs", "package_version"]
 
 KEY_DERIVATION = (
@@ -17,7 +15,7 @@ MALA = "acceptance of one SGLD probe move (ε = the chain's step size, same mini
 
 def run_attrs(setup, axes, storage: str, planned: int, per_program: int, plan, log) -> dict:
     """Grid-level attrs (the per-configuration values ε, γ, nβ live in coordinates)."""
-    from slt_jax.result import CONVENTIONS
+    from slt_jax.results.llc_result import CONVENTIONS
 
     s, e, x, p = setup.sampling, setup.evals, setup.execution, setup.problem
     return dict(
@@ -31,11 +29,11 @@ def run_attrs(setup, axes, storage: str, planned: int, per_program: int, plan, l
         param_dtypes=list(p.loss_dtypes), sampler_state_dtype="float32",
         seed=s.seed, bounding_box=s.bounding_box, eval_every=e.eval_every, eval_sets=sorted(p.eval_sets),
         diagnostics=list(e.diagnostics), eval_batching=e.eval_batching, draw_diagnostics=e.draw_diagnostics,
-        chain_batch=x.chain_batch, step_chain_group=plan.step_chain_group, cpu_dot_layout=cpu_dots.enabled(setup.platform),
+        chain_batch=x.chain_batch, step_chain_group=plan.step_chain_group, **setup.choice.attrs(),
         per_sample_storage=storage, per_sample_bytes=planned,
         key_derivation=KEY_DERIVATION, mala=MALA, conventions=CONVENTIONS,
         slt_jax_version=package_version(), jax_version=jax.__version__,
-        backend=setup.platform, num_devices=len(x.devices), streaming=p.streaming,
+        num_devices=len(x.devices), streaming=p.streaming,
         configs_per_program=per_program, padded_chains=plan.num_chains,
         compile_s=log.seconds, compilations=log.count, program_cache_hit=all(setup.cache_hits),
         compilation_cache_dir=_cache_dir(),

@@ -80,10 +80,17 @@ class GridAxes:
     localization: tuple
     nbeta: tuple  # values
     nbeta_rule: tuple  # per value: "n_log_n" | "batch_log_batch" | "explicit"
+    component_labels: tuple = ()  # weight restrictions (masks) as a fifth dim; () when none
+
+    @property
+    def dims(self) -> tuple:
+        base = ("checkpoint", "step_size", "localization", "nbeta")
+        return base + (("component",) if self.component_labels else ())
 
     @property
     def shape(self) -> tuple:
-        return (len(self.checkpoint_labels), len(self.step_size), len(self.localization), len(self.nbeta))
+        base = (len(self.checkpoint_labels), len(self.step_size), len(self.localization), len(self.nbeta))
+        return base + ((len(self.component_labels),) if self.component_labels else ())
 
     @property
     def num_configs(self) -> int:

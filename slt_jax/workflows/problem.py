@@ -32,6 +32,10 @@ class Problem:
     num_params_total: int
     loss_dtypes: tuple  # dtype names of the sampled leaves as the loss sees them
     streaming: bool
+    # components (several masks in one program): per component, per sampled leaf of the union
+    # partition, a 0/1 float32 array of the leaf's shape; and each component's d.
+    component_masks: tuple = ()
+    component_num_params: tuple = ()
 
 
 def checkpoint_list(checkpoints: Any) -> tuple[list, list]:
@@ -56,7 +60,7 @@ def checkpoint_list(checkpoints: Any) -> tuple[list, list]:
 
 
 def validate_problem(loss_fn: Callable, checkpoints: list, data: Any, eval_sets: dict, mask: Any,
-                     batch_size: int) -> Problem:
+                     batch_size: int, components: dict | None = None) -> Problem:
     """Check every checkpoint against the first and the mask, and the loss on data and eval sets
     (by tracing only: nothing compiles)."""
     params = checkpoints[0]
@@ -78,7 +82,15 @@ def validate_problem(loss_fn: Callable, checkpoints: list, data: Any, eval_sets:
         m = check.data_size(es)
         check.loss_output(loss_fn, params, es, min(batch_size, m), name=f"eval_sets[{name!r}]")
         losses_per_eval[name] = int(np.prod(jax.eval_shape(loss_fn, params, es).shape))
+    component_masks, component_d = (), ()
+    if components:
+        for label, m in components.items():
+            check.mask(m, params, name=f"components[{label!r}]")
+        mask = union_mask(params, list(components.values()))
     partition = make_partition(params, mask)
+    if components:
+        component_masks = tuple(element_masks(partition, params, m) for m in components.values())
+        component_d = tuple(int(sum(np.sum(x) for x in cm)) for cm in component_masks)
     splits = [partition.split(c) for c in checkpoints]
     centers = [s for s, _ in splits]
     loss_dtypes = tuple(np.dtype(jnp.result_type(x)).name for x in centers[0])
@@ -93,7 +105,41 @@ def validate_problem(loss_fn: Callable, checkpoints: list, data: Any, eval_sets:
         num_params_total=int(sum(np.size(x) for x in jax.tree.leaves(params))),
         loss_dtypes=loss_dtypes,
         streaming=streaming,
+        component_masks=component_masks,
+        component_num_params=component_d,
     )
+
+
+def _mask_leaves(params, mask) -> list:
+    """Per params leaf: True, False or a boolean array (None mask: everything sampled)."""
+    treedef = jax.tree.structure(params)
+    if mask is None:
+        return [True] * treedef.num_leaves
+    return [m if np.ndim(m) else bool(m) for m in treedef.flatten_up_to(mask)]
+
+
+def union_mask(params, masks: list):
+    """The leaves any component samples: the program's partition (each chain then masks its own)."""
+    leaves, treedef = jax.tree.flatten(params)
+    per_component = [_mask_leaves(params, m) for m in masks]
+    union = []
+    for i, leaf in enumerate(leaves):
+        values = [c[i] for c in per_component]
+        if all(v is True for v in values):
+            union.append(True)
+        elif all(v is False for v in values):
+            union.append(False)
+        else:
+            union.append(np.logical_or.reduce([np.broadcast_to(np.asarray(v, bool), np.shape(leaf)) for v in values]))
+    return treedef.unflatten(union)
+
+
+def element_masks(partition: Partition, params, mask) -> list:
+    """One component's 0/1 float32 mask for every sampled leaf of the union partition."""
+    leaves = jax.tree.leaves(params)
+    values = _mask_leaves(params, mask)
+    return [np.broadcast_to(np.asarray(values[i], np.float32), np.shape(leaves[i])).copy()
+            for i in partition.sampled_index]
 
 
 def storage_mode(requested: str, num_chains: int, num_evals: int, losses_per_eval: dict, limit: int) -> tuple[str, int]:
