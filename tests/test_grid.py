@@ -215,3 +215,20 @@ def test_auto_planner_compiles_only_the_program_it_runs():
         rs = slt_jax.estimate_llc_checkpoints(linear_loss, ckpts, DATA, checkpoints_per_call="auto", **kw)
     assert [n for n in log.names if "draws" in n] == ["jit(draws)"]
     assert [r.attrs["checkpoints_in_program"] for r in rs] == [4, 4, 4, 4]
+
+
+def test_eval_batching_auto_keeps_evaluation_batches_small_on_cpu():
+    """"auto": ~4k rows (chains × data chunk) per vmapped evaluation batch on CPU, all chains at
+    once elsewhere; an int must divide the chains per device; the choice is recorded."""
+    from slt_jax.backends import resolve_eval_batch
+
+    assert resolve_eval_batch("auto", 128, 1000, "cpu") == 4
+    assert resolve_eval_batch("auto", 8, 100, "cpu") == 0  # 8 chains × 100 rows: all at once
+    assert resolve_eval_batch("auto", 128, 1000, "gpu") == 0
+    assert resolve_eval_batch("map", 128, 1000) == 1 and resolve_eval_batch("vmap", 128, 1000) == 0
+    assert resolve_eval_batch(8, 128, 1000) == 8
+    with pytest.raises(ValueError, match="eval_batching=5 must divide the 128 chains per device"):
+        resolve_eval_batch(5, 128, 1000)
+    r = slt_jax.estimate_llc(linear_loss, PARAMS, DATA, step_size=1e-3, localization=10.0, num_chains=8,
+                             num_draws=20, batch_size=32, progress=False, eval_batching=2)
+    assert r.attrs["eval_chain_group"] == 2 and r.attrs["eval_batching"] == 2

@@ -9,9 +9,9 @@ import contextlib
 from dataclasses import dataclass
 
 from slt_jax.backends import cpu_dots, cpu_rng
-from slt_jax.backends.chain_batch import resolve_chain_batch
+from slt_jax.backends.chain_batch import resolve_chain_batch, resolve_eval_batch
 
-__all__ = ["BackendChoice", "choose", "active", "resolve_chain_batch", "cpu_dots", "cpu_rng"]
+__all__ = ["BackendChoice", "choose", "active", "resolve_chain_batch", "resolve_eval_batch", "cpu_dots", "cpu_rng"]
 
 
 @dataclass(frozen=True)

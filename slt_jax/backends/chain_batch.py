@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["resolve_chain_batch"]
+__all__ = ["resolve_chain_batch", "resolve_eval_batch"]
+
+# Sample-evaluations per vmapped batch of an evaluation on CPU ("auto"): chains × data chunk
+# of ~4k rows keeps a small model's activations in cache. Measured on the MLP workload at 256
+# chains (n = 1,000, 2 devices; defaults, chain-steps/s): all chains at once 58.8k, batches of
+# 16 71.5k, of 4 76.2k, one by one 77.2k (loss only: 117k).
+EVAL_ROWS_PER_BATCH = 4_096
 
 
 def resolve_chain_batch(chain_batch: int | str, per_device: int, platform: str = "cpu") -> int:
@@ -21,3 +27,24 @@ def resolve_chain_batch(chain_batch: int | str, per_device: int, platform: str =
             f"(num_chains × configurations per program, padded to a multiple of the device count)."
         )
     return 0 if chain_batch >= per_device else chain_batch
+
+
+def resolve_eval_batch(eval_batching, per_device: int, eval_chunk: int, platform: str = "cpu") -> int:
+    """Chains per vmapped batch in an evaluation (0 = all of a device's chains at once)."""
+    if eval_batching == "vmap":
+        return 0
+    if eval_batching == "map":
+        return 1
+    if eval_batching == "auto":
+        if platform != "cpu":
+            return 0
+        target = max(1, EVAL_ROWS_PER_BATCH // max(1, eval_chunk))
+        fits = [g for g in range(min(target, per_device), 0, -1) if per_device % g == 0]
+        group = fits[0]
+        return 0 if group >= per_device else group
+    if per_device % eval_batching:
+        raise ValueError(
+            f"eval_batching={eval_batching} must divide the {per_device} chains per device "
+            "(num_chains × configurations per program, padded to a multiple of the device count)."
+        )
+    return 0 if eval_batching >= per_device else eval_batching

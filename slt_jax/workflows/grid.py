@@ -54,7 +54,7 @@ def estimate_llc_grid(
     eval_sets: dict | None = None,
     eval_every: int | str | None = "auto",
     diagnostics: Sequence[str] = DIAGNOSTICS,
-    eval_batching: str = "vmap",
+    eval_batching: str | int = "auto",
     draw_diagnostics: bool = True,
     chain_batch: int | str = "auto",
     per_sample_storage: str = "auto",
@@ -192,7 +192,8 @@ class _Setup:
             eval_full_loss="full_loss" in e.diagnostics, eval_mala="mala" in e.diagnostics, num_devices=ndev,
             draw_diagnostics=e.draw_diagnostics,
             step_chain_group=backends.resolve_chain_batch(x.chain_batch, math.ceil(total / ndev), self.platform),
-            eval_chain_group=1 if e.eval_batching == "map" else 0,
+            eval_chain_group=backends.resolve_eval_batch(e.eval_batching, math.ceil(total / ndev), e.eval_chunk,
+                                                         self.platform),
             cpu_dot_layout=self.choice.cpu_dot_layout, bounding_box=s.bounding_box is not None,
             loss_dtypes=self.problem.loss_dtypes if self._low_precision() else (),
         )

@@ -35,7 +35,7 @@ def estimate_llc(
     eval_sets: dict[str, Any] | None = None,
     eval_every: int | str | None = "auto",
     diagnostics: Sequence[str] = DIAGNOSTICS,
-    eval_batching: str = "vmap",
+    eval_batching: str | int = "auto",
     draw_diagnostics: bool = True,
     chain_batch: int | str = "auto",
     per_sample_storage: str = "auto",
@@ -83,9 +83,13 @@ def estimate_llc(
         the whole data: the variance-based λ̂ llc_var, the below-w* health check) and "mala"
         (MALA acceptance of an SGLD probe move, the step-size check). Both by default; () to
         evaluate the eval sets only (the cheapest way to record an observable at every draw).
-      eval_batching: "vmap" (default) evaluates all chains side by side; "map" runs them one
-        after another on each device (lax.map): less memory per evaluation, and on XLA CPU
-        faster for models whose vmapped form lowers badly (attention; see benchmarks/RESULTS.md).
+      eval_batching: how an evaluation runs over each device's chains. "auto" (default): on
+        CPU in vmapped batches of about 4k rows (chains × eval_chunk samples) run one after
+        another, which keeps a small model's activations in cache (MLP workload, 256 chains:
+        58.8k chain-steps/s with all chains at once, 76k in batches of 4); on GPU/TPU all at
+        once. "vmap": all chains side by side; "map": one after another (lax.map; least memory,
+        and on XLA CPU faster for attention models, see benchmarks/RESULTS.md); an int: chains
+        per batch (must divide the chains per device).
       chain_batch: chains per vmapped batch within a step on each device; a device's batches
         run one after another. "auto" (default): on CPU, batches of 32–64 once a device holds
         more than 128 chains (keeps a step's working set in cache: +15% at 1,024 chains of the

@@ -29,7 +29,7 @@ def run_attrs(setup, axes, storage: str, planned: int, per_program: int, plan, l
         param_dtypes=list(p.loss_dtypes), sampler_state_dtype="float32",
         seed=s.seed, bounding_box=s.bounding_box, eval_every=e.eval_every, eval_sets=sorted(p.eval_sets),
         diagnostics=list(e.diagnostics), eval_batching=e.eval_batching, draw_diagnostics=e.draw_diagnostics,
-        chain_batch=x.chain_batch, step_chain_group=plan.step_chain_group, **setup.choice.attrs(),
+        chain_batch=x.chain_batch, step_chain_group=plan.step_chain_group, eval_chain_group=plan.eval_chain_group, **setup.choice.attrs(),
         per_sample_storage=storage, per_sample_bytes=planned,
         key_derivation=KEY_DERIVATION, mala=MALA, conventions=CONVENTIONS,
         slt_jax_version=package_version(), jax_version=jax.__version__,

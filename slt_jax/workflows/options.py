@@ -24,7 +24,7 @@ __all__ = ["DIAGNOSTICS", "EVAL_BATCHING", "SamplingOptions", "EvalOptions", "Ex
 
 # What each evaluation computes besides the eval sets (estimate_llc's `diagnostics`).
 DIAGNOSTICS = ("full_loss", "mala")
-EVAL_BATCHING = ("vmap", "map")
+EVAL_BATCHING = ("auto", "vmap", "map")
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class EvalOptions:
     eval_every: int | None
     eval_chunk: int
     diagnostics: tuple
-    eval_batching: str
+    eval_batching: str | int  # "auto" | "vmap" | "map" | chains per evaluation batch
     draw_diagnostics: bool
     per_sample_storage: str  # "auto" | "memory" | "moments"
     max_per_sample_bytes: int
@@ -213,7 +213,10 @@ def _eval_options(eval_sets, eval_every, diagnostics, eval_batching, draw_diagno
             f"diagnostics must be a tuple of names from {list(DIAGNOSTICS)} (() for none); got {diagnostics!r}."
         )
     diagnostics = tuple(check.choice("diagnostics", d, DIAGNOSTICS) for d in diagnostics)
-    eval_batching = check.choice("eval_batching", eval_batching, EVAL_BATCHING)
+    if isinstance(eval_batching, str) or eval_batching is None:
+        eval_batching = check.choice("eval_batching", eval_batching, EVAL_BATCHING)
+    else:
+        eval_batching = check.integer("eval_batching", eval_batching, minimum=1)
     draw_diagnostics = check.boolean("draw_diagnostics", draw_diagnostics)
     eval_sets = check.eval_sets(eval_sets)
     if eval_sets and eval_every is None:
