@@ -403,13 +403,15 @@ def test_reweighting_llc_on_the_result(reference):
 
 
 def test_auto_chain_batch_rule():
-    """CPU: batches of 32–64 chains once a device holds more than 128, else one vmap (0)."""
+    """CPU: batches of 16 chains (else 8, 32, ...) once a device holds more than 64, else one
+    vmap (0); the sizes come from the measurements in backends/chain_batch.py."""
     from slt_jax.llc import resolve_chain_batch
 
     assert jax.default_backend() == "cpu"
-    assert resolve_chain_batch("auto", 128) == 0
-    assert resolve_chain_batch("auto", 512) == 64
-    assert resolve_chain_batch("auto", 129) == 43
-    assert resolve_chain_batch("auto", 130) == 0  # no divisor in 32..64: stay one vmap
+    assert resolve_chain_batch("auto", 64) == 0
+    assert resolve_chain_batch("auto", 128) == 16
+    assert resolve_chain_batch("auto", 512) == 16
+    assert resolve_chain_batch("auto", 72) == 8
+    assert resolve_chain_batch("auto", 129) == 0  # no batch size divides 129: stay one vmap
     assert resolve_chain_batch(8, 8) == 0 and resolve_chain_batch(4, 8) == 4
     assert resolve_chain_batch("auto", 512, "gpu") == 0  # accelerators: one vmap per device

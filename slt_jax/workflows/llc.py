@@ -91,10 +91,10 @@ def estimate_llc(
         and on XLA CPU faster for attention models, see benchmarks/RESULTS.md); an int: chains
         per batch (must divide the chains per device).
       chain_batch: chains per vmapped batch within a step on each device; a device's batches
-        run one after another. "auto" (default): on CPU, batches of 32–64 once a device holds
-        more than 128 chains (keeps a step's working set in cache: +15% at 1,024 chains of the
-        small-MLP benchmark), else all of a device's chains at once (always on GPU/TPU). An int
-        must divide the chains per device.
+        run one after another. "auto" (default): on CPU, batches of 16 once a device holds
+        more than 64 chains (keeps a step's working set in cache: +9% at 256 and 1,024 chains
+        of the small-MLP benchmark), else all of a device's chains at once (always on GPU/TPU).
+        An int must divide the chains per device.
       draw_diagnostics: record the gradient norm, the distance to w*, the weight norm and the
         injected noise's norm at every draw (default). False records the loss alone (the rest
         NaN): those reductions cost ~30% of a step for small models (benchmarks/RESULTS.md).
