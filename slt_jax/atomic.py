@@ -20,6 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+__all__ = ["TEMP_PREFIX", "atomic_path", "write_bytes", "write_text", "write_json",
+    "remove_temporaries", "file_digest", "fsync_dir"]
+
 TEMP_PREFIX = ".tmp-"
 
 

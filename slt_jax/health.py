@@ -21,6 +21,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+__all__ = ["ChainHealth", "RUNAWAY_LLC_FACTOR", "RUNAWAY_SCALES", "RUNAWAY_ACCELERATION",
+    "RUNAWAY_MIN_QUARTER", "MIN_HEALTHY_FRACTION", "PLATEAU_Z", "PLATEAU_REL",
+    "BELOW_CENTER_FRACTION", "SPIKE_FACTOR", "assess_chains", "runaway", "runaway_growth",
+    "too_few_healthy", "batch_means_se", "plateau_z", "VAR_Z", "VAR_RATIO", "SPREAD_FRACTION",
+    "STEP_EDGE", "STEP_EDGE_FRACTION", "MALA_BAND", "run_verdicts", "localization_distance"]
+
 
 class ChainHealth(NamedTuple):
     chain: int

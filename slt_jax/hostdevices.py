@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import sys
 
+__all__ = ["expose_cpu_cores", "enable_compilation_cache", "initialize_distributed"]
+
 
 def expose_cpu_cores(count: int | None = None) -> int | None:
     """Set --xla_force_host_platform_device_count (default: the usable cores). Returns the

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["plot_trace", "save_figure", "MALA_TYPICAL", "plot_mala", "plot_loss_histograms",
+    "plot_diagnostics", "plot_bif", "plot_susceptibility_pca", "save_standard_plots"]
+
 
 def plot_trace(result, path: str | Path | None = None, *, title: str | None = None, truth: float | None = None):
     """Loss trace and running λ̂ per chain (burn-in shaded). Returns the matplotlib Figure.

@@ -17,6 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = ["NBETA_RULES", "Posterior", "resolve_nbeta", "potential_grad", "apply_element_mask",
+    "Partition", "make_partition", "sampled_loss"]
+
 Params = Any
 
 NBETA_RULES = ("n_log_n", "batch_log_batch")

@@ -14,6 +14,8 @@ from typing import Any, Iterator
 import jax
 import numpy as np
 
+__all__ = ["StreamingData"]
+
 
 class StreamingData:
     """A pytree of host arrays with a shared leading sample axis n: numpy arrays, or arrays

@@ -27,6 +27,8 @@ from slt_jax.workflows.llc import estimate_llc
 from slt_jax.results.llc_result import LLCResult
 from slt_jax.results.schema import ResultSchema, _decode_attr, encode_attrs, read_netcdf, write_netcdf
 
+__all__ = ["SUSCEPTIBILITY_SCHEMA", "SusceptibilityResult", "estimate_susceptibilities"]
+
 SUSCEPTIBILITY_SCHEMA = ResultSchema(
     "susceptibility",
     variables={"chi": ("component", "probe"), "llc": ("component",), "probe_set": ("probe",)},

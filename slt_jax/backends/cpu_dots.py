@@ -26,6 +26,8 @@ from typing import Any, Callable
 import jax
 from jax.extend import core as jex_core
 
+__all__ = ["ENV", "enabled", "canonical_permutation", "SMALL_PRODUCT", "should_rewrite", "canonical_dots"]
+
 ENV = "SLT_JAX_CPU_DOTS"
 
 

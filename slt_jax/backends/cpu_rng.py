@@ -25,6 +25,8 @@ import os
 
 import numpy as np
 
+__all__ = ["threefry2x32_unrolled", "enabled_by_environment", "install", "lowering"]
+
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _KS_PARITY = np.uint32(0x1BD11BDA)
 _installed = False

@@ -12,19 +12,27 @@ import threading
 
 import jax
 
-__all__ = ["BACKEND_COMPILE_EVENT", "CompileLog", "count_compilations"]
+__all__ = ["BACKEND_COMPILE_EVENT", "PERSISTENT_HIT_EVENT", "CompileLog", "count_compilations"]
 
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+PERSISTENT_HIT_EVENT = "/jax/compilation_cache/cache_hits"
 
 
 class CompileLog:
-    """Compilations seen while the log is open: `count`, `seconds`, `names`."""
+    """Compilations seen while the log is open: `count`, `seconds`, `names`, and
+    `persistent_hits` (how many of them came from jax's persistent cache on disk)."""
 
     def __init__(self):
         self.count = 0
         self.seconds = 0.0
         self.names: list[str] = []
+        self.persistent_hits = 0
         self._lock = threading.Lock()
+
+    def _event(self, event: str, **kwargs) -> None:
+        if event == PERSISTENT_HIT_EVENT:
+            with self._lock:
+                self.persistent_hits += 1
 
     def _listener(self, event: str, duration: float, **kwargs) -> None:
         if event != BACKEND_COMPILE_EVENT:
@@ -40,7 +48,9 @@ def count_compilations():
     """`with count_compilations() as log: ...` then `log.count` executables were compiled."""
     log = CompileLog()
     jax.monitoring.register_event_duration_secs_listener(log._listener)
+    jax.monitoring.register_event_listener(log._event)
     try:
         yield log
     finally:
         jax.monitoring.unregister_event_duration_listener(log._listener)
+        jax.monitoring.unregister_event_listener(log._event)

@@ -20,6 +20,8 @@ from slt_jax.results.schema import (  # noqa: F401  (re-exported for older impor
     KIND_ATTR, ResultFileError, ResultSchema, _decode_attr, encode_attrs, read_netcdf, write_netcdf,
 )
 
+__all__ = ["CONVENTIONS", "LLCResult", "LLC_SCHEMA"]
+
 CONVENTIONS = (
     "posterior p(w) ∝ exp(-nβ L_n(w) - γ/2 ||w - w*||²); "
     "SGLD w ← w - ε/2 ∇U + sqrt(ε) ξ with U = nβ L_B + γ/2 ||w - w*||²; "

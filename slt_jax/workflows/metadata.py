@@ -35,7 +35,8 @@ def run_attrs(setup, axes, storage: str, planned: int, per_program: int, plan, l
         slt_jax_version=package_version(), jax_version=jax.__version__,
         num_devices=len(x.devices), streaming=p.streaming,
         configs_per_program=per_program, padded_chains=plan.num_chains,
-        compile_s=log.seconds, compilations=log.count, program_cache_hit=all(setup.cache_hits),
+        compile_s=log.seconds, compilations=log.count, persistent_cache_hits=log.persistent_hits,
+        program_cache_hit=all(setup.cache_hits),
         compilation_cache_dir=_cache_dir(),
     )
 
