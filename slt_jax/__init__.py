@@ -4,7 +4,7 @@ Main entry point: `estimate_llc`. Ground truths: `slt_jax.truth`. Flax models:
 `slt_jax.adapters`. Observables as pure functions: `slt_jax.observables`.
 """
 
-from slt_jax import adapters, checkpoints, losses, observables, stages, truth
+from slt_jax import adapters, checkpoints, losses, observables, stages, temperature, truth
 from slt_jax.backends import cpu_dots, cpu_rng  # noqa: F401  (old attribute paths)
 from slt_jax.samplers import (
     SAMPLERS, Kernel, adam_sgld, make_kernel, rmsprop_sgld, rmsprop_sgld_devinterp, sghmc, sgld, sgnht,
@@ -35,6 +35,7 @@ __all__ = [
     "adapters",
     "checkpoints",
     "stages",
+    "temperature",
     "losses",
     "observables",
     "truth",
