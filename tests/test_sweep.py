@@ -1,0 +1,205 @@
+"""slt_jax.sweep (issue 10, items 2-3): a resumable λ̂ sweep over checkpoints with a results
+directory, a fingerprint that refuses a changed config, and a summary that does not depend on
+interruptions or on how the checkpoints were grouped into programs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import slt_jax
+from slt_jax.results.llc_result import LLCResult
+from slt_jax.workflows.sweep import SUMMARY_COLUMNS, SweepConfigError, sweep
+
+STEPS = (10, 20, 40, 80, 160)
+
+FACTORY = textwrap.dedent('''
+    import jax.numpy as jnp
+    import numpy as np
+
+    def make():
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(128, 3)).astype(np.float32)
+        y = (x @ rng.normal(size=(3, 2)) + rng.normal(size=(128, 2))).astype(np.float32)
+        w = np.linalg.lstsq(x, y, rcond=None)[0].astype(np.float32)
+
+        def loss(params, batch):
+            xb, yb = batch
+            return 0.5 * jnp.sum((yb - xb @ params["W"]) ** 2, axis=-1)
+
+        return {"loss_fn": loss, "params": {"W": jnp.asarray(w)}, "data": (x, y)}
+''')
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    """A factory module on sys.path, npz checkpoints, and a config builder."""
+    (tmp_path / "sweep_factory.py").write_text(FACTORY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("sweep_factory", None)
+    import sweep_factory
+
+    w = np.asarray(sweep_factory.make()["params"]["W"])
+    for s in STEPS:
+        slt_jax.checkpoints.save(tmp_path / "ckpts" / f"ckpt_{s:05d}.npz", s, {"W": w + 1e-3 * s})
+
+    def config(out="out", glob="ckpt_*.npz", **sampler):
+        kw = dict(step_size=1e-3, localization=100.0, nbeta=20.0, num_chains=2, num_draws=30, num_burnin=5,
+                  batch_size=16, seed=7)
+        kw.update(sampler)
+        return {"factory": "sweep_factory:make", "checkpoints": str(tmp_path / "ckpts" / glob),
+                "out": str(tmp_path / out), "sampler": kw}
+
+    return tmp_path, config
+
+
+def assert_same(a: pd.DataFrame, b: pd.DataFrame):
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_exact=True)
+
+
+def test_full_sweep_writes_every_file(run):
+    tmp, config = run
+    table = sweep(config())
+    out = tmp / "out"
+    assert list(table.columns) == list(SUMMARY_COLUMNS) and table["step"].tolist() == list(STEPS)
+    assert table.attrs["computed"] == list(STEPS) and table.attrs["skipped"] == []
+    for s in STEPS:
+        r = LLCResult.from_netcdf(out / f"ckpt_{s}.nc")
+        row = table.set_index("step").loc[s]
+        assert r.llc_mean == row["llc"] and r.init_loss == row["init_loss"]
+    assert np.isfinite(table[["llc", "llc_mcse", "llc_std", "llc_var", "rhat", "ess", "mala_mean"]].values).all()
+    assert (table["chains_used"] == 2).all() and (table["chains_excluded"] == 0).all()
+    assert_same(pd.read_csv(out / "summary.csv"), table)
+    fp = json.loads((out / "fingerprint.json").read_text())
+    assert fp["sha256"] == table.attrs["fingerprint"] and fp["components"]["sampler.seed"] == 7
+    assert json.loads((out / "complete").read_text())["steps"] == list(STEPS)
+    try:
+        import pyarrow  # noqa: F401
+        assert table.attrs["parquet"] == "written"
+        assert_same(pd.read_parquet(out / "summary.parquet"), table)
+    except ImportError:
+        assert "pyarrow" in table.attrs["parquet"] and not (out / "summary.parquet").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
+    # A second call finds everything done and samples nothing.
+    again = sweep(config())
+    assert again.attrs["computed"] == [] and again.attrs["skipped"] == list(STEPS)
+    assert_same(again, table)
+
+
+def test_grouping_and_partial_resume_give_identical_numbers(run):
+    """A checkpoint's λ̂ does not depend on which group (program) it ran in: one program for all,
+    one per checkpoint, and a sweep over some checkpoints then resumed over all are equal bitwise."""
+    _, config = run
+    whole = sweep(config(out="whole"))
+    single = sweep(config(out="single", checkpoints_per_program=1))
+    assert_same(whole, single)
+    part = sweep(config(out="resumed", glob="ckpt_000[1-4]*.npz", checkpoints_per_program=2))
+    assert part["step"].tolist() == [10, 20, 40]
+    resumed = sweep(config(out="resumed", checkpoints_per_program=2))
+    assert resumed.attrs["skipped"] == [10, 20, 40] and resumed.attrs["computed"] == [80, 160]
+    assert_same(resumed, whole)
+
+
+def test_corrupt_result_file_is_redone(run):
+    tmp, config = run
+    whole = sweep(config())
+    (tmp / "out" / "ckpt_40.nc").write_bytes(b"truncated")
+    (tmp / "out" / ".tmp-deadbeef-ckpt_80.nc").write_bytes(b"half")
+    again = sweep(config())
+    assert again.attrs["computed"] == [40]
+    assert_same(again, whole)
+    assert not (tmp / "out" / ".tmp-deadbeef-ckpt_80.nc").exists()
+
+
+_KILLED = textwrap.dedent('''
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    import json
+    from slt_jax.workflows.sweep import sweep
+    sweep(json.loads(sys.argv[2]))
+''')
+
+
+def test_sigkilled_sweep_resumes_to_the_same_summary(run):
+    """A sweep SIGKILLed in a subprocess as soon as its first group's file appears, then resumed
+    in this process, ends with exactly the summary of an uninterrupted sweep."""
+    tmp, config = run
+    cfg = config(out="killed", checkpoints_per_program=1, num_draws=200)
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED, str(tmp), json.dumps(cfg)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = tmp / "killed" / f"ckpt_{STEPS[0]}.nc"
+    deadline = time.monotonic() + 120
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert first.exists(), proc.stderr.read().decode() if proc.poll() is not None else "timed out"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    done = sorted(int(p.stem.split("_")[1]) for p in (tmp / "killed").glob("ckpt_*.nc"))
+    assert not (tmp / "killed" / "complete").exists() and done != list(STEPS), "the sweep finished before the kill"
+    resumed = sweep(config(out="killed", checkpoints_per_program=1, num_draws=200))
+    assert set(resumed.attrs["skipped"]) >= {STEPS[0]} and resumed["step"].tolist() == list(STEPS)
+    uninterrupted = sweep(config(out="whole", num_draws=200))
+    # Same steps and chain counts exactly; the floats to float32 rounding: rows sampled in another
+    # process were seen to differ in the last float32 bit (~1e-7 relative) from an in-process run
+    # of the same program (engine-level, not the sweep: in one process the grouping is bitwise
+    # irrelevant, see test_grouping_and_partial_resume_give_identical_numbers).
+    pd.testing.assert_frame_equal(resumed, uninterrupted, check_exact=False, rtol=1e-6, atol=1e-9)
+
+
+def test_changed_config_is_refused_unless_new(run):
+    tmp, config = run
+    first = sweep(config(checkpoints_per_program=2))
+    with pytest.raises(SweepConfigError, match=r"sampler\.step_size") as err:
+        sweep(config(step_size=2e-3))
+    assert "sampler.seed" not in str(err.value) and "new=True" in str(err.value)
+    with pytest.raises(SweepConfigError, match=r"sampler\.seed.*sampler\.step_size"):
+        sweep(config(step_size=2e-3, seed=8))
+    # Not part of the fingerprint: the grouping (numbers do not depend on it).
+    assert sweep(config(checkpoints_per_program=1)).attrs["computed"] == []
+    fresh = sweep(config(step_size=2e-3), new=True)
+    aside = Path(fresh.attrs["moved_aside"])
+    assert aside.parent == tmp and aside.name.startswith("out.old-")
+    assert_same(pd.read_csv(aside / "summary.csv"), first)
+    assert fresh.attrs["computed"] == list(STEPS) and not fresh["llc"].equals(first["llc"])
+    assert json.loads((tmp / "out" / "fingerprint.json").read_text())["components"]["sampler.step_size"] == 2e-3
+
+
+def test_toml_config_and_bad_configs(run):
+    tmp, config = run
+    (tmp / "sweep.toml").write_text(textwrap.dedent('''
+        factory = "sweep_factory:make"
+        checkpoints = "ckpts/ckpt_*.npz"     # relative to this file
+        out = "toml_out"
+        [sampler]
+        step_size = 1e-3
+        localization = 100.0
+        nbeta = 20.0
+        num_chains = 2
+        num_draws = 30
+        num_burnin = 5
+        batch_size = 16
+        seed = 7
+    '''))
+    from_toml = sweep(tmp / "sweep.toml")
+    assert (tmp / "toml_out" / "complete").exists()
+    assert_same(from_toml, sweep(config(out="dict_out")))
+    bad = config()
+    bad["sampler"]["stepsize"] = 1.0
+    with pytest.raises(SweepConfigError, match="stepsize"):
+        sweep(bad)
+    bad = config()
+    del bad["sampler"]["batch_size"]
+    with pytest.raises(SweepConfigError, match="batch_size"):
+        sweep(bad)
+    with pytest.raises(SweepConfigError, match="no function"):
+        sweep(dict(config(), factory="sweep_factory:nope"))
