@@ -232,3 +232,14 @@ def test_eval_batching_auto_keeps_evaluation_batches_small_on_cpu():
     r = slt_jax.estimate_llc(linear_loss, PARAMS, DATA, step_size=1e-3, localization=10.0, num_chains=8,
                              num_draws=20, batch_size=32, progress=False, eval_batching=2)
     assert r.attrs["eval_chain_group"] == 2 and r.attrs["eval_batching"] == 2
+
+
+def test_auto_planner_with_float64_host_data_compiles_one_program():
+    """The planner describes inputs by shape and by the dtype the devices will hold (float64
+    host data becomes float32), so the program it analyses is the one that runs."""
+    x, y = X.astype(np.float64), Y.astype(np.float64)
+    ckpts = [PARAMS, {"W": PARAMS["W"] + 0.01}]
+    with count_compilations() as log:
+        slt_jax.estimate_llc_checkpoints(linear_loss, ckpts, (x, y), step_size=1e-3, localization=10.0,
+                                         num_chains=2, num_draws=20, batch_size=32, progress=False, seed=21)
+    assert [n for n in log.names if "draws" in n] == ["jit(draws)"]

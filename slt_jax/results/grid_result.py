@@ -10,7 +10,7 @@ import numpy as np
 import xarray as xr
 
 from slt_jax.results.llc_result import LLCResult
-from slt_jax.results.schema import ResultSchema, _decode_attr, encode_attrs, read_netcdf, write_netcdf
+from slt_jax.results.schema import ResultSchema, decode_attrs, encode_attrs, read_netcdf, write_netcdf
 
 __all__ = ["GridResult", "CONFIG_DIMS"]
 
@@ -33,7 +33,7 @@ class GridResult:
 
     @cached_property
     def attrs(self) -> dict:
-        return {k: _decode_attr(v) for k, v in self.dataset.attrs.items()}
+        return decode_attrs(self.dataset.attrs)
 
     @property
     def dims(self) -> tuple:

@@ -17,7 +17,7 @@ import xarray as xr
 
 from slt_jax import observables as obs
 from slt_jax.results.schema import (  # noqa: F401  (re-exported for older imports)
-    KIND_ATTR, ResultFileError, ResultSchema, _decode_attr, encode_attrs, read_netcdf, write_netcdf,
+    KIND_ATTR, ResultFileError, ResultSchema, _decode_attr, decode_attrs, encode_attrs, read_netcdf, write_netcdf,
 )
 
 __all__ = ["CONVENTIONS", "LLCResult", "LLC_SCHEMA"]
@@ -57,7 +57,7 @@ class LLCResult:
     @cached_property
     def attrs(self) -> dict:
         """Metadata with JSON-encoded entries (dicts, lists, None) decoded."""
-        return {k: _decode_attr(v) for k, v in self.dataset.attrs.items()}
+        return decode_attrs(self.dataset.attrs)
 
     @property
     def init_loss(self) -> float:

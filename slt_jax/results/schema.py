@@ -18,7 +18,7 @@ import xarray as xr
 from slt_jax.atomic import atomic_path
 
 __all__ = ["KIND_ATTR", "ResultFileError", "ResultSchema", "write_netcdf", "read_netcdf", "encode_attrs",
-           "decode_attr"]
+           "decode_attr", "decode_attrs"]
 
 
 # --- netCDF files --------------------------------------------------------------------------
@@ -120,3 +120,8 @@ def _decode_attr(v):
 
 
 decode_attr = _decode_attr
+
+
+def decode_attrs(attrs: Mapping) -> dict:
+    """A Dataset's attrs with the JSON-encoded entries (dicts, lists, None) decoded."""
+    return {k: _decode_attr(v) for k, v in attrs.items()}

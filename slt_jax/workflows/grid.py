@@ -130,11 +130,9 @@ def _component_labels(components, mask) -> tuple:
 
 
 def _check_adapted_checkpoints(loss_fn, ckpts, mask) -> None:
-    from slt_jax import adapters
+    from slt_jax.adapters import check_checkpoints
 
-    check = getattr(adapters, "check_checkpoints", None)
-    if check is not None:
-        check(loss_fn, ckpts, mask=mask)
+    check_checkpoints(loss_fn, ckpts, mask=mask)
 
 
 def _run(loss_fn, problem: Problem, axes: GridAxes, sampling, evals, execution, log, choice):
@@ -176,6 +174,7 @@ class _Setup:
         self.per_chain_center = per_chain_center
         self.per_chain_mask = False
         self.cache_hits: list[bool] = []
+        self._inputs: dict = {}  # (chains in program, configurations) -> host inputs, built once
 
     def plan(self, configs: int) -> RunPlan:
         s, e, x = self.sampling, self.evals, self.execution
@@ -237,7 +236,14 @@ class _Setup:
         return total / plan.num_samples
 
     def group_inputs(self, plan: RunPlan, group: list, axes: GridAxes):
-        """Host arrays for one program: each configuration's chains, padded to plan.num_chains."""
+        """Host arrays for one program: each configuration's chains, padded to plan.num_chains
+        (built once per group: the memory planner and the run share them)."""
+        key = (plan.num_chains, tuple(group))
+        if key not in self._inputs:
+            self._inputs = {key: self._build_inputs(plan, group, axes)}  # keep only the latest
+        return self._inputs[key]
+
+    def _build_inputs(self, plan: RunPlan, group: list, axes: GridAxes):
         s, C = self.sampling, self.sampling.num_chains
         cfg = np.array([c for c in group for _ in range(C)])  # (chains, dims) configuration indices
         chain_index = np.tile(np.arange(C), len(group))
@@ -254,9 +260,11 @@ class _Setup:
         )
         f32 = lambda x: np.asarray(x, np.float32)  # noqa: E731
         if plan.per_chain_center:
-            center = [f32(np.stack([np.asarray(c[i]) for c in self.problem.centers]))[cfg[:, 0]]
+            # Only this group's checkpoints are stacked, then gathered per chain.
+            ks, index = np.unique(cfg[:, 0], return_inverse=True)
+            center = [f32(np.stack([np.asarray(self.problem.centers[k][i]) for k in ks]))[index]
                       for i in range(len(self.problem.centers[0]))]
-            frozen = [np.stack([np.asarray(f[i]) for f in self.problem.frozens])[cfg[:, 0]]
+            frozen = [np.stack([np.asarray(self.problem.frozens[k][i]) for k in ks])[index]
                       for i in range(len(self.problem.frozens[0]))]
         else:
             center = [f32(x) for x in self.problem.centers[0]]
@@ -315,18 +323,23 @@ def _configs_per_program(setup: _Setup, axes: GridAxes, configs: list, execution
 
 
 def _program_bytes(entry, plan, setup, config, center, frozen, element_mask) -> int:
-    from slt_jax.engine.driver import place_inputs
+    """Bytes the program needs, from its memory analysis; its inputs are described by shape
+    only (nothing moves to the device for planning; the executable is cached for the run)."""
+    # dtypes as the devices will hold them (float64 host data becomes float32 without x64).
+    def abstract(tree):
+        canonical = lambda d: jax.dtypes.canonicalize_dtype(d, allow_extended_dtype=True)  # noqa: E731
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), canonical(x.dtype)), tree)
 
-    config, center, frozen, data, eval_sets, mask = place_inputs(
-        plan, setup.mesh, config, center, frozen, setup.problem.data if not plan.streaming else None,
-        setup.problem.eval_sets, element_mask,
-    )
+    config, center, frozen, mask = abstract((config, center, frozen, element_mask))
+    data = None if plan.streaming else abstract(setup.problem.data)
+    eval_sets = abstract(setup.problem.eval_sets)
     states = jax.eval_shape(entry.programs.init, center, config)
     if plan.streaming:  # the program sees one segment's minibatches, not the data
         lead = (plan.segment_draws * plan.thin, plan.num_chains, plan.batch_size)
         head = setup.problem.data.head(1)
         data = jax.tree.map(lambda x: jax.ShapeDtypeStruct(lead + np.shape(x)[1:], np.asarray(x).dtype), head)
-    compiled, _, _ = entry.draw_executable((states, config, np.int32(0), center, frozen, data, eval_sets, mask))
+    step = jax.ShapeDtypeStruct((), np.int32)
+    compiled, _, _ = entry.draw_executable((states, config, step, center, frozen, data, eval_sets, mask))
     a = compiled.memory_analysis()
     return max(1, int(a.argument_size_in_bytes + a.output_size_in_bytes + a.temp_size_in_bytes
                       - getattr(a, "alias_size_in_bytes", 0)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import warnings
 
 import numpy as np
@@ -15,7 +14,6 @@ __all__ = ["CONFIG_DIMS", "label_grid"]
 
 CONFIG_DIMS = ("checkpoint", "step_size", "localization", "nbeta")
 _DRAW_VARS = ("loss", "grad_norm", "distance", "weight_norm", "noise_norm")
-_HEALTH_TAKES_D = "num_params" in inspect.signature(assess_chains).parameters
 
 
 def label_grid(parts: list, axes, init_losses: list, sampling, problem, attrs: dict, plan):
@@ -49,10 +47,9 @@ def label_grid(parts: list, axes, init_losses: list, sampling, problem, attrs: d
 
 
 def _health(part, init_loss, nbeta, sampling, num_params):
-    extra = {"num_params": num_params} if _HEALTH_TAKES_D else {}
     return assess_chains(
         part.draws.loss, part.burnin.loss, part.blocks.full_loss, init_loss, nbeta,
-        part.first_bad_draw, sampling.num_burnin, sampling.thin, **extra,
+        part.first_bad_draw, sampling.num_burnin, sampling.thin, num_params=num_params,
     )
 
 

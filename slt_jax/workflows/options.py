@@ -169,7 +169,9 @@ def validate_run(
     if segment_steps is not None:
         segment_steps = check.integer("segment_steps", segment_steps, minimum=1)
     if configs_per_program != "auto":
-        configs_per_program = check.integer("checkpoints_per_call", configs_per_program, minimum=1)
+        configs_per_program = check.integer(
+            "configs_per_program (estimate_llc_checkpoints: checkpoints_per_call)", configs_per_program, minimum=1
+        )
     if chain_batch != "auto":
         chain_batch = check.integer("chain_batch", chain_batch, minimum=1)
     if memory_budget_bytes is not None:
