@@ -25,7 +25,7 @@ def llc_from_variance(eval_loss: np.ndarray, nbeta: float) -> np.ndarray:
     """
     if eval_loss.shape[1] < 2:
         return np.full(eval_loss.shape[0], np.nan)
-    return np.var(nbeta * np.asarray(eval_loss, np.float64), axis=1, ddof=1)
+    return np.var(nbeta * np.ascontiguousarray(eval_loss, np.float64), axis=1, ddof=1)
 
 
 def running_llc(draw_loss: np.ndarray, init_loss: float, nbeta: float) -> np.ndarray:

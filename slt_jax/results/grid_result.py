@@ -74,6 +74,11 @@ class GridResult:
         )
         keep = [v for v in ds.data_vars if v not in _GRID_ONLY]
         out = ds[keep].drop_vars(list(self.dims), errors="ignore")
+        # C-ordered copies: a slice of the grid is strided, and numpy's reductions sum strided
+        # and contiguous arrays in different orders, so statistics of a fresh selection would
+        # differ in the last bit from the same result read back from its file.
+        for name in out.data_vars:
+            out[name] = out[name].copy(data=np.ascontiguousarray(out[name].values))
 
         out.attrs = encode_attrs(attrs)
         return LLCResult(out)
