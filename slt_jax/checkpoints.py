@@ -48,7 +48,7 @@ import numpy as np
 from slt_jax import atomic
 from slt_jax.adapters.paths import _preview, path_str
 
-__all__ = ["FORMATS", "open", "save", "step_of"]
+__all__ = ["FORMATS", "open", "save", "step_of", "steps"]
 
 FORMATS = ("orbax", "msgpack", "safetensors", "npz")
 _SUFFIXES = {".npz": "npz", ".msgpack": "msgpack", ".mpk": "msgpack", ".safetensors": "safetensors"}
@@ -284,7 +284,13 @@ def _sources(spec: str | Path, format: str | None) -> tuple[str, list[tuple[int,
     return "files", found
 
 
-def open(path_or_glob: str | Path, like: Any = None, *, format: str | None = None) -> Iterator[tuple[int, Any]]:
+def steps(path_or_glob: str | Path, *, format: str | None = None) -> list[int]:
+    """The training steps of the checkpoints at ``path_or_glob``, increasing; nothing is read."""
+    return [step for step, _ in _sources(path_or_glob, format)[1]]
+
+
+def open(path_or_glob: str | Path, like: Any = None, *, format: str | None = None,
+         steps: Any = None) -> Iterator[tuple[int, Any]]:
     """``(step, params)`` for every checkpoint at ``path_or_glob``, in increasing step order.
 
     The checkpoints are found now (a missing path, an unknown format or two files for one
@@ -292,10 +298,17 @@ def open(path_or_glob: str | Path, like: Any = None, *, format: str | None = Non
     checkpoints never sit in memory together unless the caller keeps them (``dict(open(...))``).
     ``like``: see the module docstring; each checkpoint is validated against it when read.
     ``format``: one of FORMATS' file formats, for files whose suffix does not say.
+    ``steps``: read only these steps (each must exist), e.g. one shard's share of a sweep.
     """
     if format is not None and format not in FORMATS[1:]:
         raise ValueError(f"format must be one of {FORMATS[1:]} (orbax directories are recognized as such), got {format!r}.")
     kind, found = _sources(path_or_glob, format)
+    if steps is not None:
+        wanted = {int(s) for s in steps}
+        missing = sorted(wanted - {s for s, _ in found})
+        if missing:
+            raise ValueError(f"{path_or_glob}: no checkpoint for step(s) {missing}; it has {[s for s, _ in found]}.")
+        found = [(s, p) for s, p in found if s in wanted]
     target = None if like is None else _Like(like)
 
     def read() -> Iterator[tuple[int, Any]]:

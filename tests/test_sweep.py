@@ -18,6 +18,7 @@ import pytest
 import slt_jax
 from slt_jax.results.llc_result import LLCResult
 from slt_jax.workflows.sweep import SUMMARY_COLUMNS, SweepConfigError, sweep
+from slt_jax.workflows.sweep_outputs import read_summary
 
 STEPS = (10, 20, 40, 80, 160)
 
@@ -77,7 +78,7 @@ def test_full_sweep_writes_every_file(run):
         assert r.llc_mean == row["llc"] and r.init_loss == row["init_loss"]
     assert np.isfinite(table[["llc", "llc_mcse", "llc_std", "llc_var", "rhat", "ess", "mala_mean"]].values).all()
     assert (table["chains_used"] == 2).all() and (table["chains_excluded"] == 0).all()
-    assert_same(pd.read_csv(out / "summary.csv"), table)
+    assert_same(read_summary(out), table)
     fp = json.loads((out / "fingerprint.json").read_text())
     assert fp["sha256"] == table.attrs["fingerprint"] and fp["components"]["sampler.seed"] == 7
     assert json.loads((out / "complete").read_text())["steps"] == list(STEPS)
@@ -168,7 +169,7 @@ def test_changed_config_is_refused_unless_new(run):
     fresh = sweep(config(step_size=2e-3), new=True)
     aside = Path(fresh.attrs["moved_aside"])
     assert aside.parent == tmp and aside.name.startswith("out.old-")
-    assert_same(pd.read_csv(aside / "summary.csv"), first)
+    assert_same(read_summary(aside), first)
     assert fresh.attrs["computed"] == list(STEPS) and not fresh["llc"].equals(first["llc"])
     assert json.loads((tmp / "out" / "fingerprint.json").read_text())["components"]["sampler.step_size"] == 2e-3
 

@@ -312,7 +312,7 @@ def _configs_per_program(setup: _Setup, axes: GridAxes, configs: list, execution
     per_program = len(configs)
     if per_program == 1:
         return 1
-    budget = execution.memory_budget_bytes or device_memory_budget(execution.devices[0])
+    budget = execution.memory_budget_bytes or _agreed_budget(execution.devices)
     while per_program > 1:
         entry, plan = setup.entry(per_program)
         need = _program_bytes(entry, plan, setup, *setup.group_inputs(plan, configs[:per_program], axes))
@@ -343,6 +343,21 @@ def _program_bytes(entry, plan, setup, config, center, frozen, element_mask) -> 
     a = compiled.memory_analysis()
     return max(1, int(a.argument_size_in_bytes + a.output_size_in_bytes + a.temp_size_in_bytes
                       - getattr(a, "alias_size_in_bytes", 0)))
+
+
+def _agreed_budget(devices) -> int:
+    """The memory budget of this process's first device; under jax.distributed the smallest over
+    the processes, so every process splits the grid alike (or they would run different programs
+    and wait on each other forever). Another process's devices report no memory."""
+    local = [d for d in devices if d.process_index == jax.process_index()]
+    budget = device_memory_budget(local[0] if local else jax.local_devices()[0])
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        # In MiB, as int32 (the default without x64) holds MiB up to 2 PiB.
+        mib = multihost_utils.process_allgather(np.asarray(budget >> 20, np.int32))
+        budget = int(np.min(mib)) << 20
+    return budget
 
 
 def device_memory_budget(device=None) -> int:
