@@ -13,6 +13,7 @@ from slt_jax.results.grid_result import GridResult
 from slt_jax.workflows.grid import estimate_llc_grid
 from slt_jax.workflows.llc import estimate_llc, estimate_llc_checkpoints
 from slt_jax.workflows.sweep import sweep
+from slt_jax.workflows.calibrate_config import calibrate
 from slt_jax.results.llc_result import LLCResult
 from slt_jax.susceptibility import SusceptibilityResult, estimate_susceptibilities
 
@@ -21,6 +22,7 @@ __all__ = [
     "estimate_llc_checkpoints",
     "estimate_llc_grid",
     "sweep",
+    "calibrate",
     "GridResult",
     "estimate_susceptibilities",
     "LLCResult",

@@ -18,7 +18,7 @@ import pytest
 import slt_jax
 from slt_jax.results.llc_result import LLCResult
 from slt_jax.workflows.sweep import SUMMARY_COLUMNS, SweepConfigError, sweep
-from slt_jax.workflows.sweep_outputs import read_summary
+from slt_jax.workflows.sweep_outputs import read_combined, read_summary
 
 STEPS = (10, 20, 40, 80, 160)
 
@@ -203,3 +203,119 @@ def test_toml_config_and_bad_configs(run):
         sweep(bad)
     with pytest.raises(SweepConfigError, match="no function"):
         sweep(dict(config(), factory="sweep_factory:nope"))
+
+
+def _kill_when(proc, out: Path, rng, mode: str, timeout: float = 120.0) -> str:
+    """SIGKILL `proc` mid-write (as soon as a temporary file appears in `out`) or at a random
+    moment after its first result file; returns what happened."""
+    deadline = time.monotonic() + timeout
+    at = None
+    while proc.poll() is None and time.monotonic() < deadline:
+        names = [e.name for e in os.scandir(out)] if out.is_dir() else []
+        if mode == "mid-write" and any(n.startswith(".tmp-") for n in names):
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return "mid-write"
+        if mode == "random" and any(n.startswith("ckpt_") for n in names):
+            at = at or time.monotonic() + rng.uniform(0.0, 1.5)
+            if time.monotonic() >= at:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                return "random"
+    proc.kill()
+    proc.wait()
+    return "finished" if proc.returncode == 0 else "timeout"
+
+
+@pytest.mark.slow
+def test_sweep_killed_repeatedly_resumes_to_the_same_summary(run, tmp_path):
+    """Several SIGKILLs (at random moments and while a file is being written), each followed by
+    a restart, then a final resume: exactly the summary of an uninterrupted sweep, every file
+    readable, no temporaries left."""
+    _, config = run
+    w = np.asarray(slt_jax.checkpoints.open(str(tmp_path / "ckpts" / "ckpt_00010.npz")).__next__()[1]["W"])
+    steps = [10 * 2**k for k in range(10)]
+    for s in steps:
+        slt_jax.checkpoints.save(tmp_path / "many" / f"ckpt_{s:06d}.npz", s, {"W": (w + 1e-4 * np.log1p(s)).astype(np.float32)})
+    cfg = config(out="killed", checkpoints_per_program=1, num_draws=300)
+    cfg["checkpoints"] = str(tmp_path / "many" / "ckpt_*.npz")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    out, rng, happened = tmp_path / "killed", np.random.default_rng(3), []
+    for mode in ("mid-write", "random", "mid-write", "random", "mid-write"):
+        proc = subprocess.Popen([sys.executable, "-c", _KILLED, str(tmp_path), json.dumps(cfg)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        happened.append(_kill_when(proc, out, rng, mode))
+        assert happened[-1] != "timeout", proc.stderr.read().decode()[-3000:]
+        proc.stderr.close()
+        if happened[-1] == "finished":
+            break
+    assert happened.count("mid-write") >= 2 and "random" in happened, happened
+    resumed = sweep(cfg, progress=False)
+    assert resumed["step"].tolist() == steps and len(resumed.attrs["skipped"]) > 0
+    whole = dict(cfg, out=str(tmp_path / "whole"))
+    assert_same(resumed, sweep(whole, progress=False))
+    for s in steps:
+        LLCResult.from_netcdf(out / f"ckpt_{s}.nc")
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_outputs_observables_and_factory_args(run):
+    """The combined dataset has a step coordinate and the per-checkpoint draws; observables become
+    columns; factory_args reach the factory and are fingerprinted; with ≥ 6 checkpoints the stages
+    and the plot are written."""
+    tmp, config = run
+    w = np.asarray(next(slt_jax.checkpoints.open(str(tmp / "ckpts" / "ckpt_00010.npz")))[1]["W"])
+    for s in (320, 640):
+        slt_jax.checkpoints.save(tmp / "ckpts" / f"ckpt_{s:05d}.npz", s, {"W": w + 1e-3 * s})
+    cfg = config(out="obs")
+    cfg["observables"] = ["wbic", "free_energy", "llc_var_se"]
+    table = sweep(cfg, progress=False)
+    steps = list(STEPS) + [320, 640]
+    assert list(table.columns) == list(SUMMARY_COLUMNS) + ["wbic", "free_energy", "llc_var_se"]
+    out = tmp / "obs"
+    for s in steps:
+        r = LLCResult.from_netcdf(out / f"ckpt_{s}.nc")
+        row = table.set_index("step").loc[s]
+        assert row["free_energy"] == r.free_energy and row["llc_var_se"] == r.llc_var_se
+    combined = read_combined(out)
+    assert combined["step"].values.tolist() == steps
+    np.testing.assert_array_equal(combined["init_loss"].values, table["init_loss"].values)
+    r40 = LLCResult.from_netcdf(out / "ckpt_40.nc")
+    np.testing.assert_array_equal(combined["loss"].sel(step=40).values, r40.dataset["loss"].values)
+    assert (out / "llc_vs_step.png").stat().st_size > 10_000 and table.attrs["plot"].endswith("llc_vs_step.png")
+    assert isinstance(table.attrs["stages"], list) and (out / "stages.csv").exists()
+    # factory_args: passed to the factory, part of the fingerprint.
+    (tmp / "args_factory.py").write_text(FACTORY.replace("def make():", "def make(scale=1.0):").replace(
+        "return {\"loss_fn\": loss", "x = x * scale\n    return {\"loss_fn\": loss"))
+    sys.modules.pop("args_factory", None)
+    a = dict(config(out="args"), factory="args_factory:make", factory_args={"scale": 1.0})
+    sweep(a, progress=False)
+    with pytest.raises(SweepConfigError, match="factory_args"):
+        sweep(dict(a, factory_args={"scale": 2.0}), progress=False)
+    with pytest.raises(SweepConfigError, match="calling it with"):
+        sweep(dict(a, factory_args={"nope": 1}), new=True, progress=False)
+    with pytest.raises(SweepConfigError, match="eval sets"):
+        sweep(dict(config(out="nu"), observables=["nu"]), progress=False)
+
+
+def test_cli_sweep(run, capsys):
+    from slt_jax.cli import main
+
+    tmp, config = run
+    cfg = config(out="cli")
+    lines = [f'factory = "{cfg["factory"]}"', f'checkpoints = "{cfg["checkpoints"]}"', f'out = "{cfg["out"]}"',
+             "[sampler]"] + [f"{k} = {v!r}" for k, v in cfg["sampler"].items()]
+    (tmp / "sweep.toml").write_text("\n".join(lines) + "\n")
+    assert main(["sweep", str(tmp / "sweep.toml"), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "sampled 5 checkpoint(s), 0 already done" in printed and "nbeta 20 (from config)" in printed
+    assert_same(read_summary(tmp / "cli"), sweep(config(out="py"), progress=False))
+    assert main(["sweep", str(tmp / "sweep.toml"), "--no-progress"]) == 0
+    assert "sampled 0 checkpoint(s), 5 already done" in capsys.readouterr().out
+    (tmp / "bad.toml").write_text((tmp / "sweep.toml").read_text().replace("step_size", "stepsize"))
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", str(tmp / "bad.toml")])
+    assert e.value.code == 2 and "stepsize" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", str(tmp / "sweep.toml"), "--shard", "2/2"])
+    assert e.value.code == 2 and "--shard" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Command line: `slt-jax demo` (the README's main job), `llc`, `susceptibilities`, `truth` (exact λ).
+"""Command line: `slt-jax demo` (the README's main job), `llc`, `susceptibilities`, `truth` (exact λ), `sweep` and `calibrate` (a checkpoint sweep from a TOML config).
 
 Input errors end the command before anything is sampled or written: one line on stderr that
 names the flag, the value and the fix, exit status 2.

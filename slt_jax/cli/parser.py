@@ -8,6 +8,7 @@ from pathlib import Path
 
 from slt_jax.cli.commands import _demo, _llc, _susceptibilities, _truth
 from slt_jax.cli.problems import OBSERVABLES
+from slt_jax.cli.workflow_commands import add_workflow_commands
 
 __all__ = [
     "GAMMA",
@@ -198,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         "$SLT_JAX_COMPILATION_CACHE); a repeated job with the same shapes then skips compilation",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo, _add_llc, _add_susceptibilities, _add_truth):
+    for add in (_add_demo, _add_llc, _add_susceptibilities, _add_truth, add_workflow_commands):
         add(sub)
     return parser
 

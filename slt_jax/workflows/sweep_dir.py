@@ -68,7 +68,9 @@ def prepare(out: Path, fp: dict, new: bool) -> str | None:
     Call holding `locked(out)`: the second shard to arrive then finds the fingerprint the first
     wrote (or, with new=True, the fresh directory the first made) and goes on."""
     fp_file = out / FINGERPRINT_FILE
-    has_results = out.exists() and any(p.name not in _NOT_RESULTS for p in out.iterdir())
+    # A kill while the fingerprint itself was being written leaves only its temporary.
+    has_results = out.exists() and any(p.name not in _NOT_RESULTS and not p.name.startswith(atomic.TEMP_PREFIX)
+                                       for p in out.iterdir())
     moved = None
     if has_results:
         try:
