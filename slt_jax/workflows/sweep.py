@@ -155,11 +155,11 @@ def _run_group(problem, group, size, engine_kw, fp, out, stats):
     grid = slt_jax.estimate_llc_grid(problem["loss_fn"], batch, problem["data"], **engine_kw)
     stats["compilations"] += int(grid.attrs.get("compilations", 0))
     stats["compile_s"] += float(grid.attrs.get("compile_s", 0.0))
+    stats["sampling_s"] += float(grid.attrs.get("sampling_s", 0.0))
     written = {}
     for step in group:
         r = grid.sel(checkpoint=step)
         r.dataset.attrs.update(sweep_fingerprint=fp["sha256"], sweep_step=int(step))
-        stats["sampling_s"] += float(r.attrs.get("sampling_s", 0.0)) / len(group)
         r.to_netcdf(sweep_dir.result_file(out, step))
         written[step] = r
     return written
@@ -205,20 +205,24 @@ def sweep(config: dict | str | os.PathLike, *, new: bool = False, progress: bool
     groups, size = _groups(todo, sampler["checkpoints_per_program"])
     engine_kw = _engine_kwargs(sampler, problem, progress=False)
     stats = {"compilations": 0, "compile_s": 0.0, "sampling_s": 0.0}
+    sampled: dict = {}
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), unit="ckpt", desc=f"sweep {out.name}",
                disable=not progress or not _is_primary(), dynamic_ncols=True)
     try:
         for group in groups:
             bar.set_postfix_str(f"steps {group[0]}..{group[-1]}")
-            _run_group(problem, group, size, engine_kw, fp, out, stats)
+            sampled.update(_run_group(problem, group, size, engine_kw, fp, out, stats))
             bar.update(len(group))
     finally:
         bar.close()
     _barrier("slt_jax.sweep.sampled")
 
-    # The table is built from the files, so it is the same whichever job sampled which rows.
+    # Rows of other jobs (and earlier runs) come from their files; a result read back from its
+    # file equals the one in memory bitwise (tests/test_sweep.py), so the table does not depend
+    # on which job sampled which rows.
     with sweep_dir.locked(out) if _is_primary() else contextlib.nullcontext():
-        results = sweep_dir.done_steps(out, all_steps, fp["sha256"])
+        results = {**done, **sampled}
+        results.update(sweep_dir.done_steps(out, [s for s in all_steps if s not in results], fp["sha256"]))
         table = summary_table(results, cfg["observables"])
         pending = [s for s in all_steps if s not in results]
         notes = {}
