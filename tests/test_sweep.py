@@ -102,6 +102,10 @@ def test_grouping_and_partial_resume_give_identical_numbers(run):
     whole = sweep(config(out="whole"))
     single = sweep(config(out="single", checkpoints_per_program=1))
     assert_same(whole, single)
+    # Groups of 2 over 5 checkpoints: the last group is padded, so one compilation serves all.
+    pairs = sweep(config(out="pairs", checkpoints_per_program=2))
+    assert len(pairs.attrs["compilations_per_group"]) == 3 and pairs.attrs["compilations_per_group"][1:] == [0, 0]
+    assert_same(whole, pairs)
     part = sweep(config(out="resumed", glob="ckpt_000[1-4]*.npz", checkpoints_per_program=2))
     assert part["step"].tolist() == [10, 20, 40]
     resumed = sweep(config(out="resumed", checkpoints_per_program=2))
@@ -319,3 +323,39 @@ def test_cli_sweep(run, capsys):
     with pytest.raises(SystemExit) as e:
         main(["sweep", str(tmp / "sweep.toml"), "--shard", "2/2"])
     assert e.value.code == 2 and "--shard" in capsys.readouterr().err
+
+
+def test_calibrate_then_sweep_reads_the_calibration(run, capsys):
+    """`slt_jax.calibrate(config)` / `slt-jax calibrate` writes <out>/calibration/calibration.json;
+    a sweep whose [sampler] leaves step_size, localization and nbeta out takes them from it (and
+    says so), the same numbers as a sweep given them; --new keeps the calibration."""
+    from slt_jax.cli import main
+    from slt_jax.calibration import load_recommendation
+
+    tmp, config = run
+    cfg = config(out="cal", num_draws=100)
+    for k in ("step_size", "localization", "nbeta"):
+        del cfg["sampler"][k]
+    cfg["calibrate"] = {"step_sizes": [1e-4, 1e-3, 1.0], "localizations": [100.0], "nbetas": [20.0],
+                        "checkpoints": [10, 160]}
+    with pytest.raises(SweepConfigError, match="no calibration file"):
+        sweep(cfg, progress=False)
+    cal = slt_jax.calibrate(cfg, progress=False)
+    path = tmp / "cal" / "calibration" / "calibration.json"
+    assert load_recommendation(path) == cal.recommended and cal.checkpoints == [10, 160]
+    assert cal.recommended["step_size"] != 1.0  # diverges: never recommended
+    table = sweep(cfg, progress=False)
+    assert "calibration file" in table.attrs["settings_source"]
+    assert table.attrs["settings"] == {k: cal.recommended[k] for k in ("step_size", "localization", "nbeta")}
+    given = config(out="given", num_draws=100, **cal.recommended)
+    assert_same(table, sweep(given, progress=False))
+    fresh = sweep(cfg, new=True, progress=False)  # same fingerprint: nothing moved, nothing sampled
+    assert fresh.attrs["computed"] == []
+    # The CLI writes the same file.
+    lines = [f'factory = "{cfg["factory"]}"', f'checkpoints = "{cfg["checkpoints"]}"', f'out = "{tmp / "cli_cal"}"',
+             "[sampler]"] + [f"{k} = {v!r}" for k, v in cfg["sampler"].items()] + ["[calibrate]"] + [
+             f"{k} = {v!r}" for k, v in cfg["calibrate"].items()]
+    (tmp / "cal.toml").write_text("\n".join(lines) + "\n")
+    assert main(["calibrate", str(tmp / "cal.toml"), "--no-progress", "--no-plots"]) == 0
+    assert "recommended: step_size" in capsys.readouterr().out
+    assert load_recommendation(tmp / "cli_cal" / "calibration" / "calibration.json") == cal.recommended

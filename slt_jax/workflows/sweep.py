@@ -154,6 +154,7 @@ def _run_group(problem, group, size, engine_kw, fp, out, stats):
         batch[-1 - k] = params[group[0]]
     grid = slt_jax.estimate_llc_grid(problem["loss_fn"], batch, problem["data"], **engine_kw)
     stats["compilations"] += int(grid.attrs.get("compilations", 0))
+    stats["compilations_per_group"].append(int(grid.attrs.get("compilations", 0)))
     stats["compile_s"] += float(grid.attrs.get("compile_s", 0.0))
     stats["sampling_s"] += float(grid.attrs.get("sampling_s", 0.0))
     written = {}
@@ -171,7 +172,8 @@ def sweep(config: dict | str | os.PathLike, *, new: bool = False, progress: bool
     earlier run into the same results directory; returns the summary as a pandas DataFrame
     (one row per finished step), with ``attrs``: out, fingerprint, settings (the resolved
     sampler settings) and settings_source, shard, computed (steps sampled now), skipped (found
-    done), pending (steps other shards have not finished), compilations, compile_s, sampling_s
+    done), pending (steps other shards have not finished), compilations (and
+    compilations_per_group: XLA compilations in each program call, 0 after the first), compile_s, sampling_s
     (this job's), wall_s, parquet, stages (boundaries or why none), plot, moved_aside."""
     from tqdm.auto import tqdm
 
@@ -204,7 +206,7 @@ def sweep(config: dict | str | os.PathLike, *, new: bool = False, progress: bool
 
     groups, size = _groups(todo, sampler["checkpoints_per_program"])
     engine_kw = _engine_kwargs(sampler, problem, progress=False)
-    stats = {"compilations": 0, "compile_s": 0.0, "sampling_s": 0.0}
+    stats = {"compilations": 0, "compilations_per_group": [], "compile_s": 0.0, "sampling_s": 0.0}
     sampled: dict = {}
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), unit="ckpt", desc=f"sweep {out.name}",
                disable=not progress or not _is_primary(), dynamic_ncols=True)
