@@ -182,12 +182,26 @@ def resolve_settings(cfg: dict) -> tuple[dict, str]:
             f"sweep config [sampler]: {', '.join(m for m in missing if m != 'nbeta')} not given and no calibration "
             f"file at {path}. Run `slt-jax calibrate CONFIG` (slt_jax.calibrate(config)) first, or set them in [sampler]."
         )
-    from slt_jax.calibration import load_recommendation
+    from slt_jax.calibration import load_calibration, load_recommendation
 
     recommended = load_recommendation(path)
     for k in missing:
         sampler[k] = recommended[k]
+    _warn_if_run_differs(path, load_calibration(path), sampler)
     return sampler, f"calibration file {path} ({', '.join(missing)})"
+
+
+def _warn_if_run_differs(path: Path, calibration: dict, sampler: dict) -> None:
+    """The calibration rules vouch for the run they scored (plateau within num_draws, the
+    step-size bias at that batch size and sampler); say so when the sweep runs another."""
+    import warnings
+
+    differ = [f"{k} {calibration[k]!r} there, {sampler[k]!r} here" for k in ("sampler", "num_draws", "num_burnin",
+              "batch_size") if k in calibration and calibration[k] != sampler[k]]
+    if differ:
+        warnings.warn(f"the settings from {path} were calibrated for another run ({'; '.join(differ)}): its plateau "
+                      "and step-size checks do not cover this sweep; recalibrate with the sweep's run length "
+                      "([calibrate] num_draws / num_burnin) or check the sweep's verdicts.", RuntimeWarning, stacklevel=3)
 
 
 def load_factory(spec: str, kwargs: dict | None = None) -> dict:
