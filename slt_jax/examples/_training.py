@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["TrainRun", "checkpoint_steps", "fit", "json_default", "save_checkpoints", "workflow"]
+__all__ = ["TrainRun", "calibrate_checkpoints", "checkpoint_steps", "fit", "joint_recommendation", "json_default",
+           "load_factory", "save_checkpoints", "sweep_and_detect", "workflow"]
 
 
 def json_default(v):
@@ -116,9 +117,18 @@ def save_checkpoints(out_dir: str | Path, checkpoints: dict[int, Any]) -> Path:
 # The whole workflow: calibrate -> sweep -> stages
 
 
-def _calibrate(problem: dict, ckpt_dir: Path, out: Path, settings: dict, progress: bool):
+def load_factory(factory: str) -> dict:
+    """The problem a zero-argument ``module:function`` factory returns (as the sweep loads it)."""
+    import importlib
+
+    module, _, func = factory.rpartition(":")
+    return getattr(importlib.import_module(module), func)()
+
+
+def calibrate_checkpoints(problem: dict, ckpt_dir: Path, out: Path, settings: dict, progress: bool = True):
     """calibrate's recommendation on this run's checkpoints (``settings["calibrate_kwargs"]``
-    may name ``which``; calibrate's default is first, middle and last).
+    may name ``which``; calibrate's default is first, middle and last), written to
+    ``out/calibration.json``.
 
     Returns (recommended dict, Calibration or None). Falls back to ``settings["fallback"]``
     only when slt_jax.calibration is not importable (the result says so).
@@ -129,6 +139,7 @@ def _calibrate(problem: dict, ckpt_dir: Path, out: Path, settings: dict, progres
         return dict(settings["fallback"]), None
     from slt_jax import checkpoints as ckpts
 
+    out.mkdir(parents=True, exist_ok=True)
     ckpt = dict(ckpts.open(ckpt_dir, like=problem["params"]))
     cal = calibration.calibrate(
         problem["loss_fn"], ckpt, problem["data"], batch_size=settings["batch_size"],
@@ -140,35 +151,56 @@ def _calibrate(problem: dict, ckpt_dir: Path, out: Path, settings: dict, progres
     return dict(cal.recommended), cal
 
 
-def workflow(factory: str, ckpt_dir: Path, out: Path, settings: dict, *, progress: bool = True) -> dict:
-    """calibrate on the checkpoints, sweep all of them with the recommended ε, γ, nβ, and
-    detect stages in λ̂(step). ``factory`` is a zero-argument ``module:function`` (the sweep
-    calls it to rebuild the problem and fingerprint its data). Returns {"recommended", "calibrated", "table", "stages",
-    "timings"} (table: the sweep's summary DataFrame)."""
-    import importlib
+_CELL = ("step_size", "localization", "nbeta")
 
+
+def joint_recommendation(calibrations: list) -> dict:
+    """One (ε, γ, nβ) for several runs calibrated on the same grid: the cell whose worst
+    score over the runs is highest, ties broken by the smallest sum of calibrate's ranks.
+    Runs compared at one setting differ only in what was trained, not in how it was sampled."""
+    tables = [c.table.set_index(list(_CELL)) for c in calibrations]
+    common = tables[0].index
+    for t in tables[1:]:
+        common = common.intersection(t.index)
+    if len(common) == 0:
+        raise ValueError("the calibrations share no grid cell")
+    worst = np.min([t.loc[common, "score"].to_numpy(float) for t in tables], axis=0)
+    ranks = np.sum([t.loc[common, "rank"].to_numpy(float) for t in tables], axis=0)
+    best = common[np.lexsort((ranks, -worst))[0]]
+    return dict(zip(_CELL, (float(v) for v in best)))
+
+
+def sweep_and_detect(factory: str, ckpt_dir: Path, out: Path, settings: dict, recommended: dict,
+                     progress: bool = True):
+    """slt_jax.sweep over every checkpoint with ``recommended`` (ε, γ, nβ) into ``out/sweep``,
+    then stages.detect (defaults) on λ̂(step) with the sweep's MCSE. Returns (table, stages)."""
     import slt_jax
     from slt_jax import stages
 
-    module, _, func = factory.rpartition(":")
-    problem = getattr(importlib.import_module(module), func)()
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    rec, cal = _calibrate(problem, ckpt_dir, out, settings, progress)
-    t1 = time.perf_counter()
-    sampler = {"step_size": float(rec["step_size"]), "localization": float(rec["localization"]),
-                   "nbeta": rec.get("nbeta"), "num_chains": settings["num_chains"], "num_draws": settings["num_draws"],
-                   "num_burnin": settings["num_burnin"], "batch_size": settings["batch_size"], "seed": settings.get("seed", 0)}
+    sampler = {"step_size": float(recommended["step_size"]), "localization": float(recommended["localization"]),
+               "nbeta": recommended.get("nbeta"), "num_chains": settings["num_chains"],
+               "num_draws": settings["num_draws"], "num_burnin": settings["num_burnin"],
+               "batch_size": settings["batch_size"], "seed": settings.get("seed", 0)}
     config = {"factory": factory, "checkpoints": str(ckpt_dir), "out": str(out / "sweep"), "sampler": sampler}
     # A rerun replaces this example's own earlier sweep (the sweep would refuse a changed
     # config, or with new=True keep every old copy beside it).
     shutil.rmtree(out / "sweep", ignore_errors=True)
     table = slt_jax.sweep(config, progress=progress)
-    t2 = time.perf_counter()
-    sem = np.maximum(table["llc_mcse"].to_numpy(float), 1e-6)
+    sem = np.maximum(table["llc_mcse"].to_numpy(float), 1e-6)  # detect needs llc_sem > 0
     found = stages.detect(table["step"], table["llc"], sem)
-    (out / "workflow.json").write_text(json.dumps({"recommended": rec, "calibrated": cal is not None,
-                                                   "sampler": sampler, "boundaries": found.boundaries.tolist()},
+    (out / "workflow.json").write_text(json.dumps({"sampler": sampler, "boundaries": found.boundaries.tolist()},
                                                   default=json_default, indent=1))
+    return table, found
+
+
+def workflow(factory: str, ckpt_dir: Path, out: Path, settings: dict, *, progress: bool = True) -> dict:
+    """calibrate on the checkpoints, sweep all of them with the recommended ε, γ, nβ, and
+    detect stages in λ̂(step). ``factory`` is a zero-argument ``module:function`` (the sweep
+    calls it to rebuild the problem and fingerprint its data). Returns {"recommended",
+    "calibrated", "calibration", "table" (the sweep's summary DataFrame), "stages", "timings"}."""
+    t0 = time.perf_counter()
+    rec, cal = calibrate_checkpoints(load_factory(factory), ckpt_dir, out, settings, progress)
+    t1 = time.perf_counter()
+    table, found = sweep_and_detect(factory, ckpt_dir, out, settings, rec, progress)
     return {"recommended": rec, "calibrated": cal is not None, "calibration": cal, "table": table,
-            "stages": found, "timings": {"calibrate_s": t1 - t0, "sweep_s": t2 - t1}}
+            "stages": found, "timings": {"calibrate_s": t1 - t0, "sweep_s": time.perf_counter() - t1}}

@@ -5,18 +5,17 @@
     summary = dln.run("out/dln")                    # train -> calibrate -> sweep -> stages
 
 The model is f(x) = x @ W1 @ W2 @ W3 (row vectors, as slt_jax.truth.make_dln), widths
-(10, 6, 6, 10), on noise-free data y = x @ T from a teacher T = Σ_k s_k u_k v_kᵀ of rank 2.
+(8, 4, 4, 8) (d = 80), on noise-free data y = x @ T from a teacher T = Σ_k s_k u_k v_kᵀ of rank 2.
 From a small initialization gradient descent learns T one mode at a time (saddle-to-saddle
 dynamics; Saxe et al. 2014, Jacot et al. 2021). With inputs of std σ_k along u_k (1 in the
 other directions), mode k grows at the rate r_k = σ_k² s_k (for depth 3 it takes off at a
 step ∝ 1/(r_k · init)) and lowers the loss by d_k = σ_k² s_k² / 2. The defaults pick
 r = (1/30, 1), d = (0.1, 0.1): s = (6, 0.2), σ = (0.0745, 2.236). So the two transitions are
-1.5 decades apart in log-step and equally large. Why these: stages.detect resolves two equal
-moves only ≳ 4.3 bandwidths apart (its CV bandwidth is ~0.26 decades on these runs; at the
-midpoint the two Gaussian-smoothed slopes must fall below its edge_fraction 0.2 of the peak),
-and isotropic inputs with well-separated s would make the later drops (∝ s²) too small to see.
-Rank 2 rather than 3 keeps the curvature range moderate (a third, equally large move 1.5
-decades later would need s₃ ≈ 180 and a stable ε 30× smaller).
+1.5 decades apart in log-step and equally large in loss. Why: stages.detect resolves two
+moves only when its smoothed slope falls back to insignificance between them, and isotropic
+inputs with well-separated s would make the later drops (∝ s²) too small to see. Rank 2
+rather than 3 keeps the curvature range moderate (a third move 1.5 decades later would need
+s₃ ≈ 180 and a stable ε ~30× smaller).
 
 Rank, measured (not assumed): the numerical rank of the learned product W1 W2 W3, the number
 of its singular values above RANK_THRESHOLD × min_k s_k (half the smallest teacher singular
@@ -25,16 +24,17 @@ value); ``rank_steps[k-1]`` is the first training step at which it reaches k.
 Ground truth: the converged network has product T and, from a small and nearly balanced
 initialization, every layer of rank 2 along one shared path up to init-sized residuals: the
 most singular point of the true set, where the local learning coefficient is Aoyagi's (2024)
-λ(widths, rank) (slt_jax.truth.dln_learning_coefficient; 26 here). The input covariance does
+λ(widths, rank) (slt_jax.truth.dln_learning_coefficient; 16 here). The input covariance does
 not change λ (it is positive definite). Noise-free data make the trained point an exact
 minimum of L_n, as in tests/test_accuracy.py.
 
-Intermediate checkpoints sit at saddles. There SGLD (at any step size and chain length that
-estimates the final λ) runs downhill to the global minimum within the chain, so λ̂ there is
-≈ λ_final - nβ (L_n(w_t) - L_n(w_final)) (measured: within a few % at every plateau), not a
-learning coefficient of the saddle: the λ̂ staircase is the loss staircase in units of 1/nβ.
-It is still a staircase of known steps for stage detection, and only the final λ̂ has an
-exact target.
+Intermediate checkpoints sit at saddles, where λ̂ is not a learning coefficient of a
+minimum. Measured with calibrate's setting (ε = 5.4e-5, γ = 10, nβ = n/log n): at the rank-0
+saddle the fast mode (r = 1) is learned within the chain, so λ̂ ≈ -48.5 ≈ λ̂(rank-1 saddle)
+- nβ·0.1 (the loss drop in units of 1/nβ); at the rank-1 saddle the slow mode (r = 1/30) is not
+reached within the chain and λ̂ ≈ 9.0 (Aoyagi's λ for rank 1 would be 12); at the converged
+rank-2 minimum λ̂ = 15.4 for λ = 16. So λ̂ rises stage to stage, but only the final value has
+an exact target.
 """
 
 from __future__ import annotations
@@ -49,14 +49,16 @@ import numpy as np
 
 from slt_jax.examples import _training
 
-__all__ = ["DEFAULTS", "SMALL", "DLNTraining", "learned_rank", "problem", "problem_small", "run", "teacher", "train"]
+__all__ = ["DEFAULTS", "DLNTraining", "learned_rank", "problem", "run", "teacher", "train"]
 
 # Every argument is an int, float or string, so a sweep config's [factory_args] can hold it.
-DEFAULTS = {"seed": 0, "widths": "10,6,6,10", "singular_values": "6,0.2", "input_std": "0.074536,2.236068",
-                "num_samples": 10_000, "init_scale": 0.03}
-# The `slt-jax demo` size: the same two modes in a smaller network (d = 80) on fewer samples.
-SMALL = {**DEFAULTS, "widths": "8,4,4,8", "num_samples": 5_000}
-TRAIN_DEFAULTS = {"num_steps": 100_000, "num_checkpoints": 32, "first_checkpoint": 30, "learning_rate": 0.02}
+DEFAULTS = {"seed": 0, "widths": "8,4,4,8", "singular_values": "6,0.2", "input_std": "0.074536,2.236068",
+            "num_samples": 5_000, "init_scale": 0.03}
+# 40 log-spaced checkpoints: stages.detect's CV bandwidth is then ~0.3 decades, narrow enough
+# that the first rise's smoothed tail has died out (slope insignificant) before the second
+# rise 1.5 decades later; with 22 checkpoints the two rises merged. 150k steps leave 9
+# checkpoints after the second transition (detect needs >= 3 per stage).
+TRAIN_DEFAULTS = {"num_steps": 150_000, "num_checkpoints": 40, "first_checkpoint": 30, "learning_rate": 0.02}
 RANK_THRESHOLD = 0.5  # rank = #{singular values of W1 W2 W3 > RANK_THRESHOLD · min_k s_k}
 
 
@@ -117,11 +119,6 @@ def problem(seed: int = DEFAULTS["seed"], widths: str = DEFAULTS["widths"],
     params = {f"W{i}": float(init_scale) * jax.random.normal(k, (a, b), jnp.float32)
               for i, (k, a, b) in enumerate(zip(keys, widths[:-1], widths[1:]), start=1)}
     return {"loss_fn": loss_fn, "params": params, "data": data}
-
-
-def problem_small() -> dict:
-    """``problem(**SMALL)``: a zero-argument factory for the demo's sweep."""
-    return problem(**SMALL)
 
 
 def product(params) -> jax.Array:
@@ -209,22 +206,22 @@ def train(out_dir, *, num_steps: int = TRAIN_DEFAULTS["num_steps"],
 
 # Sampling budget per checkpoint (what calibrate does not choose). The chains must be long:
 # the final minimum's flattest directions (products of three small weights: a sextic loss)
-# reach their posterior scale ~nβ^(-1/6) only after ~0.1/ε steps; 2,000 draws at ε = 1e-5
-# measured λ̂ 16% low, 10,000 within 2% (n = 10⁴).
-# Calibration runs at the sweep's chain length, on the last checkpoint only. Both choices are
-# needed (measured, docs in the module docstring of tests/test_examples.py):
-# - at saddle checkpoints every sampler that mixes runs downhill (λ̂ < 0), so calibrate's
-#   "positive" rule fails there for every reasonable ε and cells that barely move win
-#   (first-middle-last recommended ε = 9.2e-7, γ = 100: final λ̂ 9.7 for λ = 26);
-# - with calibrate's default 200 burn-in + 2,000 draws, sound step sizes have not plateaued and
-#   again the slowest cells win (ε = 9.2e-7, γ = 1: λ̂ 6.9).
+# reach their posterior scale ~nβ^(-1/6) only after ~0.1/ε steps (on a (10, 6, 6, 10)
+# version, 2,000 draws at ε = 1e-5 measured λ̂ 16% low, 10,000 within 2%).
+# Calibration runs at the sweep's chain length, on the last checkpoint only. Both are needed
+# (measured on this example and on a (10, 6, 6, 10) version; see tests/test_examples.py):
+# - at saddle checkpoints a sampler that mixes runs downhill (λ̂ < 0), so calibrate's
+#   "positive" rule fails there at every sound ε and cells that barely move win (default
+#   first-middle-last on (10, 6, 6, 10): ε = 9.2e-7, γ = 100, final λ̂ 9.7 for λ = 26);
+# - with shorter calibration chains sound step sizes have not
+#   plateaued and slow cells win: (10, 6, 6, 10), 200 burn-in + 2,000 draws: ε = 9.2e-7,
+#   λ̂ 6.9 for 26; this network, 2,000 + 4,000: ε = 5.4e-6, γ = 100 "passes every rule" with
+#   λ̂ 8.75 for 16 (γ = 100 truncates the flat directions).
 SAMPLING = {"batch_size": 200, "num_chains": 4, "num_draws": 8_000, "num_burnin": 4_000,
-                "calibration_chains": 4, "calibration_draws": 8_000, "calibration_burnin": 4_000,
-                "calibrate_kwargs": {"which": "last"}}
-SAMPLING_SMALL = {"batch_size": 200, "num_chains": 4, "num_draws": 4_000, "num_burnin": 2_000,
-                      "calibration_chains": 4, "calibration_draws": 4_000, "calibration_burnin": 2_000,
-                      "calibrate_kwargs": {"which": "last"}}
-TRAIN_SMALL = {"num_steps": 60_000, "num_checkpoints": 22, "first_checkpoint": 30, "learning_rate": 0.02}
+            "calibration_chains": 4, "calibration_draws": 8_000, "calibration_burnin": 4_000,
+            "calibrate_kwargs": {"which": "last"}}
+# `slt-jax demo`: the same run with half the calibration chains (calibration is ~70% of the time).
+SAMPLING_SMALL = {**SAMPLING, "calibration_chains": 2}
 # Used only while slt_jax.calibration is not importable (the result says so).
 FALLBACK = {"step_size": 1e-5, "localization": 1.0, "nbeta": None}
 
@@ -257,7 +254,8 @@ def compare_stages(stages_result, rank_steps, steps) -> list[dict]:
 
 def run(out_dir, *, small: bool = False, progress: bool = True) -> dict:
     """Train, calibrate on the checkpoints, sweep λ̂ over all of them with calibrate's
-    recommendation, detect stages. ``small`` is the `slt-jax demo` size (rank 2, d = 80).
+    recommendation, detect stages. ``small``: the `slt-jax demo` budget (2 calibration chains
+    instead of 4; the same network, checkpoints and sweep).
 
     Returns a JSON-able summary (also written to ``out_dir/summary.json``): the training
     report (rank steps, rank per checkpoint), the sampler settings and who chose them,
@@ -268,10 +266,10 @@ def run(out_dir, *, small: bool = False, progress: bool = True) -> dict:
     import time
 
     out = Path(out_dir)
-    kwargs, train_kw, sampling = (SMALL, TRAIN_SMALL, SAMPLING_SMALL) if small else (DEFAULTS, TRAIN_DEFAULTS, SAMPLING)
+    kwargs, train_kw, sampling = DEFAULTS, TRAIN_DEFAULTS, SAMPLING_SMALL if small else SAMPLING
     t0 = time.perf_counter()
     info = train(out / "checkpoints", **train_kw, **kwargs)
-    factory = "slt_jax.examples.dln:" + ("problem_small" if small else "problem")
+    factory = "slt_jax.examples.dln:problem"
     res = _training.workflow(factory, info.checkpoint_dir, out, {**sampling, "fallback": FALLBACK},
                              progress=progress)
     table = res["table"]
