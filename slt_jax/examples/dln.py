@@ -49,7 +49,7 @@ import numpy as np
 
 from slt_jax.examples import _training
 
-__all__ = ["DEFAULTS", "DLNTraining", "learned_rank", "problem", "run", "teacher", "train"]
+__all__ = ["DEFAULTS", "DLNTraining", "compare_stages", "learned_rank", "problem", "report", "run", "teacher", "train"]
 
 # Every argument is an int, float or string, so a sweep config's [factory_args] can hold it.
 DEFAULTS = {"seed": 0, "widths": "8,4,4,8", "singular_values": "6,0.2", "input_std": "0.074536,2.236068",
@@ -290,3 +290,19 @@ def run(out_dir, *, small: bool = False, progress: bool = True) -> dict:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=_training.json_default))
     return summary
+
+
+def report(summary: dict) -> str:
+    """``run``'s summary as a few printable lines (for `slt-jax demo`)."""
+    rec, fin = summary["recommended"], summary["final"]
+    who = "calibrate (last checkpoint)" if summary["calibrated"] else "fallback (slt_jax.calibration missing)"
+    lines = [(f"deep linear network {summary['problem']['widths']}: learned rank rose at steps "
+             f"{summary['rank_steps']} (σ(W1W2W3) > {summary['rank_threshold']}·min s)"),
+             f"settings from {who}: ε = {rec['step_size']:.3g}, γ = {rec['localization']:g}, nβ = {rec['nbeta']:.4g}",
+             "stages: " + ", ".join(f"{s['type']} [{s['start']:.0f}, {s['end']:.0f}]" for s in summary["stages"])]
+    for m in summary["rank_steps_vs_stages"]:
+        where = "no rising stage" if m["stage"] is None else f"rising stage [{m['start']:.0f}, {m['end']:.0f}]"
+        lines.append(f"  rank step {m['rank_step']}: {where}")
+    lines.append(f"final λ̂ = {fin['llc']:.3g} ± {fin['llc_mcse']:.2g} vs Aoyagi λ = {fin['aoyagi_exact']} "
+                 f"({fin['relative_error']:+.1%}); total {summary['timings']['total_s']:.0f} s")
+    return "\n".join(lines)

@@ -37,7 +37,7 @@ __all__ = ["DEFAULTS", "ModAddTraining", "problem", "problem_random", "problem_t
 
 DEFAULTS = {"seed": 0, "p": 31, "train_fraction": 0.7, "embed_dim": 16, "hidden": 48, "labels": "true"}
 TRAIN_DEFAULTS = {"num_steps": 6_000, "num_checkpoints": 22, "first_checkpoint": 10, "learning_rate": 3e-3,
-                      "weight_decay": 1.0}
+                  "weight_decay": 1.0}
 
 
 def _pairs(seed: int, p: int, train_fraction: float, labels: str):
