@@ -4,8 +4,10 @@ calibrate → sweep → stages workflow every example's ``run`` goes through."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["TrainRun", "calibrate_checkpoints", "checkpoint_steps", "fit", "joint_recommendation", "json_default",
-           "load_factory", "save_checkpoints", "sweep_and_detect", "workflow"]
+           "load_factory", "quiet_orbax", "save_checkpoints", "sweep_and_detect", "workflow"]
 
 
 def json_default(v):
@@ -117,6 +119,19 @@ def save_checkpoints(out_dir: str | Path, checkpoints: dict[int, Any]) -> Path:
 # The whole workflow: calibrate -> sweep -> stages
 
 
+@contextlib.contextmanager
+def quiet_orbax():
+    """Orbax logs three absl WARNING lines per read-only CheckpointManager it opens (one per
+    checkpoint read); raise absl's level to ERROR while the examples read their own checkpoints."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def load_factory(factory: str) -> dict:
     """The problem a zero-argument ``module:function`` factory returns (as the sweep loads it)."""
     import importlib
@@ -140,7 +155,8 @@ def calibrate_checkpoints(problem: dict, ckpt_dir: Path, out: Path, settings: di
     from slt_jax import checkpoints as ckpts
 
     out.mkdir(parents=True, exist_ok=True)
-    ckpt = dict(ckpts.open(ckpt_dir, like=problem["params"]))
+    with quiet_orbax():
+        ckpt = dict(ckpts.open(ckpt_dir, like=problem["params"]))
     cal = calibration.calibrate(
         problem["loss_fn"], ckpt, problem["data"], batch_size=settings["batch_size"],
         num_chains=settings["calibration_chains"], num_draws=settings["calibration_draws"],
@@ -185,7 +201,8 @@ def sweep_and_detect(factory: str, ckpt_dir: Path, out: Path, settings: dict, re
     # A rerun replaces this example's own earlier sweep (the sweep would refuse a changed
     # config, or with new=True keep every old copy beside it).
     shutil.rmtree(out / "sweep", ignore_errors=True)
-    table = slt_jax.sweep(config, progress=progress)
+    with quiet_orbax():
+        table = slt_jax.sweep(config, progress=progress)
     sem = np.maximum(table["llc_mcse"].to_numpy(float), 1e-6)  # detect needs llc_sem > 0
     found = stages.detect(table["step"], table["llc"], sem)
     (out / "workflow.json").write_text(json.dumps({"sampler": sampler, "boundaries": found.boundaries.tolist()},
