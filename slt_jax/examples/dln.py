@@ -254,8 +254,9 @@ def compare_stages(stages_result, rank_steps, steps) -> list[dict]:
 
 def run(out_dir, *, small: bool = False, progress: bool = True) -> dict:
     """Train, calibrate on the last checkpoint (at the sweep's chain length; see SAMPLING),
-    sweep λ̂ over all checkpoints with calibrate's recommendation, detect stages. ``small``: the `slt-jax demo` budget (2 calibration chains
-    instead of 4; the same network, checkpoints and sweep).
+    sweep λ̂ over all checkpoints with calibrate's recommendation, detect stages.
+    ``small``: the `slt-jax demo` budget (2 calibration chains instead of 4; the same
+    network, checkpoints and sweep).
 
     Returns a JSON-able summary (also written to ``out_dir/summary.json``): the training
     report (rank steps, rank per checkpoint), the sampler settings and who chose them,
