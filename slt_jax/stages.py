@@ -19,8 +19,8 @@ read stage boundaries off the critical points of the smoothed curve):
    checkpoints b is exactly the Gaussian-smoothed derivative (∑K(v) v y(u+v)/∑K v² =
    ∫K(v) y'(u+v) dv by parts), so a feature of width w in the true derivative appears with
    width ≈ sqrt(w² + h²); local linear (unlike Nadaraya-Watson) has no first-order bias of
-   the slope at the ends of the run. The bandwidth h is given or chosen by weighted
-   leave-one-out cross-validation of the level (unweighted, see select_bandwidth), searched between 1.5×
+   the slope at the ends of the run. The bandwidth h is given or chosen by
+   leave-one-out cross-validation of the level (unweighted, see select_bandwidth), between 1.5×
    the median checkpoint spacing and a third of the log-step range.
 3. **Uncertainty.** Both a and b are linear in λ̂: a(u) = ∑ A_ui λ̂_i, b(u) = ∑ B_ui λ̂_i.
    With independent checkpoint estimates (separate chains per checkpoint) of standard error
