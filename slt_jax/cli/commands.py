@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from slt_jax.cli.problems import (
     UsageError,
     _at_most_n,
     _check_sampler,
-    _demo_mlp,
     _diagnostics_for,
     _library_checks,
     _load_problem,
     _num_samples,
     _observables,
     _toy_problem,
-    _train,
 )
 from slt_jax.cli.run_folder import RunFolder, _save_npy, _write_summary, run_folder
 
@@ -26,67 +23,22 @@ __all__ = ["_demo", "_llc", "_print_summary", "_susceptibilities", "_truth"]
 
 
 def _demo(args: argparse.Namespace) -> int:
+    """The DLN example end to end: train with optax (orbax checkpoints) → calibrate → sweep →
+    stages, against the learned-rank steps and Aoyagi's exact final λ."""
     import jax
-    import jax.numpy as jnp
-    import numpy as np
-    import optax
-    from flax import nnx
 
     import slt_jax
-    from slt_jax import adapters, truth
-    from slt_jax.plots import plot_trace
+    from slt_jax.examples import dln
 
     out = Path(args.out)
-    scale = 0.2 if args.quick else 1.0
-    steps = lambda k: max(200, int(k * scale))  # noqa: E731
-    print(f"slt_jax {slt_jax.__version__} on {jax.default_backend()} ({len(jax.devices())} device(s)); results in {out}/")
-
-    # 1. A deep linear network whose learning coefficient is known exactly.
-    widths, rank = (10, 10, 10), 0
-    prob = truth.make_dln(args.seed, widths, rank, num_samples=10_000, noise_std=0.0)
-    print(f"\n[1/2] {prob.description}")
-    t0 = time.perf_counter()
-    dln = slt_jax.estimate_llc(
-        prob.loss_fn, prob.params, prob.data, step_size=3e-5, localization=1.0,
-        num_chains=args.chains, num_draws=steps(8000), num_burnin=steps(8000), batch_size=500,
-        seed=args.seed, progress=not args.no_progress,
-    )
-    wall = time.perf_counter() - t0
-    lam = prob.learning_coefficient
-    err = (dln.llc_mean - float(lam)) / float(lam)
-    print(f"exact λ = {lam} = {float(lam):.4g}   estimate λ̂ = {dln.llc_mean:.4g} ± {dln.llc_se:.2g} "
-          f"(MCSE; std across chains {dln.llc_std:.3g})   error {err:+.1%}")
-    print(f"wall {wall:.1f}s = compile {dln.attrs['compile_s']:.1f}s + sampling {dln.attrs['sampling_s']:.1f}s "
-          f"({dln.attrs['chain_steps_per_s']:.3g} chain-steps/s)")
-    with run_folder(out, "demo", args.argv):
-        dln.to_netcdf(out / "dln.nc")
-        plot_trace(dln, out / "dln_trace.png", title=prob.name, truth=float(lam))
-
-        # 2. A small MLP trained with optax, then sampled around its trained weights.
-        MLP = _demo_mlp()
-
-        key_x, key_t, key_n = jax.random.split(jax.random.key(args.seed), 3)
-        teacher = MLP(nnx.Rngs(args.seed + 1))
-        x = jax.random.normal(key_x, (1000, 16))
-        y = teacher(x) + 0.1 * jax.random.normal(key_n, (1000, 4))
-        model = adapters.from_nnx(MLP(nnx.Rngs(args.seed + 2)), "squared_error")
-        params = _train(model.loss_fn, model.params, (x, y), num_steps=steps(3000), optimizer=optax.adam(3e-3))
-        num_params = sum(int(np.size(p)) for p in jax.tree.leaves(params))
-        print(f"\n[2/2] MLP 16→48→4 (d = {num_params}) trained on n = 1000 teacher samples "
-              f"(train loss {float(jnp.mean(model.loss_fn(params, (x, y)))):.4g})")
-        t0 = time.perf_counter()
-        mlp = slt_jax.estimate_llc(
-            model.loss_fn, params, (x, y), step_size=1e-4, localization=100.0,
-            num_chains=args.chains, num_draws=steps(2000), num_burnin=steps(500), batch_size=100,
-            seed=args.seed, progress=not args.no_progress,
-        )
-        wall = time.perf_counter() - t0
-        _print_summary(mlp)
-        print(f"wall {wall:.1f}s; for scale, a regular model of this size would have λ = d/2 = {num_params / 2:g}")
-        mlp.to_netcdf(out / "mlp.nc")
-        plot_trace(mlp, out / "mlp_trace.png", title="MLP 16→48→4")
-    print(f"\nsaved {out / 'dln.nc'}, {out / 'mlp.nc'} (reload: slt_jax.LLCResult.from_netcdf) "
-          f"and trace plots {out / 'dln_trace.png'}, {out / 'mlp_trace.png'}")
+    size = "full" if args.full else "small"
+    print(f"slt_jax {slt_jax.__version__} on {jax.default_backend()} ({len(jax.devices())} device(s)); "
+          f"the {size} deep-linear-network workflow; results in {out}/")
+    print("train (optax, orbax checkpoints) -> calibrate -> sweep every checkpoint -> stages\n")
+    summary = dln.run(out, small=not args.full, progress=not args.no_progress)
+    print(dln.report(summary))
+    print(f"\nfiles: {out / 'checkpoints'}/ (orbax), {out / 'calibration.json'}, {out / 'sweep'}/ (summary.csv, "
+          f"sweep.nc, ckpt_<step>.nc, llc_vs_step.png), {out / 'summary.json'}")
     return 0
 
 

@@ -95,15 +95,14 @@ STEP_SIZE, GAMMA = _number(0.0, strict=True), _number(0.0, strict=False)
 def _add_demo(sub) -> None:
     demo = sub.add_parser(
         "demo",
-        help="estimate λ̂ for a deep linear network with known λ and for a small trained MLP",
-        description="Builds a deep linear network whose learning coefficient is known exactly and a "
-        "small MLP trained with optax; estimates λ̂ with many chains; prints estimate vs truth with "
-        "error bars and timing; saves the results (netCDF) and trace plots (PNG).",
+        help="the whole workflow on a deep linear network: train, calibrate, sweep, stages (a few minutes)",
+        description="Trains a deep linear network from small initialization with optax (orbax checkpoints), "
+        "calibrates ε, γ, nβ, sweeps λ̂ over every checkpoint and detects the stages of development; "
+        "compares the stage boundaries with the steps where the learned rank rises and the final λ̂ with "
+        "Aoyagi's exact learning coefficient (slt_jax.examples.dln).",
     )
-    demo.add_argument("--chains", type=POSITIVE, default=16, help="chains per estimate (default 16)")
-    demo.add_argument("--seed", type=NON_NEGATIVE, default=0, help="random seed (default 0)")
     demo.add_argument("--out", type=_folder, default="slt_jax_results/demo", help="output folder (default slt_jax_results/demo)")
-    demo.add_argument("--quick", action="store_true", help="a fifth of the steps (a smoke test)")
+    demo.add_argument("--full", action="store_true", help="the example at its full settings (more calibration chains; slower)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
 

@@ -1,5 +1,4 @@
-"""Inputs of the commands: loading `--problem FILE:FN`, the built-in toy problems, the demo's
-model and its training, and the checks that turn a bad input into a `UsageError` (one line on
+"""Inputs of the commands: loading `--problem FILE:FN`, the built-in toy problems, and the checks that turn a bad input into a `UsageError` (one line on
 stderr, exit status 2) before anything is sampled or written.
 """
 
@@ -14,7 +13,6 @@ __all__ = [
     "UsageError",
     "_at_most_n",
     "_check_sampler",
-    "_demo_mlp",
     "_diagnostics_for",
     "_import_problem_module",
     "_library_checks",
@@ -22,51 +20,11 @@ __all__ = [
     "_num_samples",
     "_observables",
     "_toy_problem",
-    "_train",
 ]
 
 
 class UsageError(Exception):
     """A bad input found after parsing; `main` prints it as one line and exits with status 2."""
-
-
-def _train(loss_fn, params, data, *, num_steps, optimizer):
-    """Full-batch training to a (local) minimum: w* for the LLC."""
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    def mean_loss(p):
-        return jnp.mean(loss_fn(p, data))
-
-    @jax.jit
-    def run(params):
-        def step(carry, _):
-            p, s = carry
-            g = jax.grad(mean_loss)(p)
-            updates, s = optimizer.update(g, s, p)
-            return (optax.apply_updates(p, updates), s), None
-
-        (params, _), _ = jax.lax.scan(step, (params, optimizer.init(params)), None, length=num_steps)
-        return params
-
-    return run(params)
-
-
-def _demo_mlp():
-    """The demo's model, the MLP 16→48→4 (flax imported only when the demo runs)."""
-    import jax.numpy as jnp
-    from flax import nnx
-
-    class MLP(nnx.Module):
-        def __init__(self, rngs):
-            self.l1 = nnx.Linear(16, 48, rngs=rngs)
-            self.l2 = nnx.Linear(48, 4, rngs=rngs)
-
-        def __call__(self, x):
-            return self.l2(jnp.tanh(self.l1(x)))
-
-    return MLP
 
 
 OBSERVABLES = ("llc", "llc_var", "wbic", "free_energy", "reweighting", "mala", "nu", "waic", "bif", "health")
