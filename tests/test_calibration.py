@@ -94,7 +94,8 @@ def test_no_passing_cell_recommends_the_best_stable_one_and_says_so():
             **KW, "step_sizes": [1e-6 / NB, DIVERGING], "localizations": [1.0]})
     assert not result.passed
     assert math.isclose(result.recommended["step_size"], 1e-6 / NB)
-    assert result.reasons[0].startswith("NO cell passes") and "failing: step_consistency" in result.reasons[0]
+    # The tiny step fails step_consistency (no sound neighbour) and agreement (it barely moved).
+    assert result.reasons[0].startswith("NO cell passes") and "step_consistency" in result.reasons[0].split("failing:")[1]
     assert any(r.startswith("step_consistency: FAILED") for r in result.reasons)
 
 
@@ -204,3 +205,88 @@ def test_step_consistency_rule():
     rng = np.random.default_rng(0)
     noisy = [2.0 + rng.normal(0, 0.8, 4), 2.0 + rng.normal(0, 0.8, 4)]
     assert not rules.step_consistency(steps[:2], noisy, [True, True])[1].passed
+
+
+def test_localization_consistency_rule():
+    """λ̂ at each γ against the next smaller γ (paired): a drop shown (2 SE) above 15% fails.
+    The numbers are those of the deep linear network example's final checkpoint at ε = 5.4e-6,
+    nβ = n/log n (2,000 draws after 4,000 burn-in), where γ = 100 passed every other rule with
+    λ̂ 8.9 for λ = 16."""
+    gammas = [1.0, 10.0, 100.0]
+    noise = np.array([0.5, -0.5, 0.3, -0.3])
+    per_chain = [13.9 + noise, 12.35 + noise, 8.88 + noise]
+    out = rules.localization_consistency(gammas, per_chain, [True, True, True])
+    assert [r.passed for r in out] == [True, True, False]
+    assert math.isnan(out[0].value) and "smallest localization" in out[0].words  # no neighbour: passes
+    assert out[2].value == pytest.approx((12.35 - 8.88) / 12.35) and "use a smaller γ" in out[2].words
+    # A diverged smaller-γ run is no reference: the next stable one below it is used.
+    skip = rules.localization_consistency(gammas, [np.full(4, np.nan), 12.35 + noise, 8.88 + noise],
+                                          [False, True, True])
+    assert [r.passed for r in skip] == [True, True, False] and math.isnan(skip[1].value)
+    # A drop the chains cannot resolve is not shown: it passes.
+    rng = np.random.default_rng(0)
+    noisy = [10.0 + rng.normal(0, 3, 4), 8.0 + rng.normal(0, 3, 4)]
+    assert rules.localization_consistency(gammas[:2], noisy, [True, True])[1].passed
+
+
+def test_agreement_needs_the_two_estimates_within_a_factor_two():
+    """Health only flags a disagreement it resolves (4 combined SE); calibration accepts only
+    agreement: mean 28 vs variance 76 (± 40) passed health's verdict and fails here."""
+    from types import SimpleNamespace
+
+    run = SimpleNamespace(llc_mean=28.0, llc_se=2.0, llc_var=76.0, llc_var_se=40.0)
+    assert not rules.agreement(run).passed and "too noisy" in rules.agreement(run).words
+    assert rules.agreement(SimpleNamespace(llc_mean=10.0, llc_se=1.0, llc_var=14.0, llc_var_se=3.0)).passed
+    assert not rules.agreement(SimpleNamespace(llc_mean=-5.0, llc_se=1.0, llc_var=4.0, llc_var_se=1.0)).passed
+
+
+def _cell_results(z, stable=True, mala=True):
+    ok = rules.RuleResult(0.0, True, "")
+    return {"stability": ok if stable else rules.RuleResult(0.5, False, "diverged"),
+            "mala": ok if mala else rules.RuleResult(0.5, False, "low"), "positive": rules.RuleResult(z, z > 2, "")}
+
+
+def test_not_a_minimum_needs_every_resolved_sound_cell_below_zero():
+    from slt_jax.calibration.checkpoints import not_a_minimum
+
+    saddle = {(1e-6, 1.0, 1.0): _cell_results(-0.3), (1e-5, 1.0, 1.0): _cell_results(-40.0),
+              (1e-4, 1.0, 1.0): _cell_results(-90.0), (1e-3, 1.0, 1.0): _cell_results(5.0, stable=False),
+              (1e-5, 100.0, 1.0): _cell_results(3.0, mala=False)}
+    why = not_a_minimum(30, saddle)
+    assert why.startswith("checkpoint 30: chains descend below L_n(w*) at every mixing step size")
+    assert "not a local minimum" in why and "excluded from the consistency requirement" in why
+    # One sound cell resolved above 0 keeps the checkpoint (a minimum; weak-γ cells escaped).
+    assert not_a_minimum(30, {**saddle, (1e-5, 100.0, 2.0): _cell_results(8.0)}) == ""
+    # Diverging or unsound cells are no evidence: one descending sound cell is not enough.
+    assert not_a_minimum(30, {k: v for k, v in saddle.items() if k[0] != 1e-4}) == ""
+    # Chains that barely moved (within 2 SE of 0) are no evidence either way.
+    assert not_a_minimum(30, {(e, 1.0, 1.0): _cell_results(-1.0) for e in (1e-6, 1e-5, 1e-4)}) == ""
+
+
+def test_regular_model_keeps_every_checkpoint(cal, tmp_path):
+    """Every checkpoint of the regular model is (near) a minimum: none is excluded."""
+    result, _ = cal
+    assert result.excluded_checkpoints == {}
+    assert not any("not a local minimum" in r for r in result.reasons)
+    assert json.loads(result.write(tmp_path).read_text())["excluded_checkpoints"] == {}
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_checkpoint_off_the_minimum_is_excluded_and_the_others_decide(tmp_path):
+    """A checkpoint far from the minimum (training had not converged): the chains run downhill
+    at every step size that moves them, so positive fails there in every mixing cell. It is
+    reported and excluded; the minimum decides. Alone, it is not excluded (nothing would be
+    left), and the reasons say so."""
+    far = {"W": PARAMS["W"] + 0.5, "b": PARAMS["b"]}
+    kw = {**KW, "step_sizes": [0.03 / NB, 0.1 / NB], "num_draws": 200, "num_chains": 4}
+    result = calibrate(PROBLEM.loss_fn, {"far": far, "min": PARAMS}, PROBLEM.data, **kw)
+    assert list(result.excluded_checkpoints) == ["far"]
+    assert "w* is not a local minimum" in result.excluded_checkpoints["far"]
+    assert result.excluded_checkpoints["far"] in result.reasons
+    assert (result.table["llc@far"] < 0).all()  # reported in the table, not held to the rules
+    assert bool(result.table.iloc[0]["positive"])
+    record = json.loads(result.write(tmp_path).read_text())
+    assert record["excluded_checkpoints"] == {"far": result.excluded_checkpoints["far"]}
+    alone = calibrate(PROBLEM.loss_fn, {"far": far}, PROBLEM.data, **{**kw, "localizations": [1.0]})
+    assert alone.excluded_checkpoints == {} and not alone.passed
+    assert any(r.startswith("EVERY chosen checkpoint looks like a non-minimum") for r in alone.reasons)

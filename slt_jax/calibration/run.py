@@ -17,6 +17,7 @@ import numpy as np
 
 from slt_jax import _validate as check
 from slt_jax.calibration import rules as R
+from slt_jax.calibration.checkpoints import not_a_minimum
 
 __all__ = [
     "CALIBRATION_FILE",
@@ -49,7 +50,9 @@ class Calibration:
     """What `calibrate` found. `recommended`: {"step_size", "localization", "nbeta"}; `reasons`:
     why, in words; `passed`: whether it passes every rule at every checkpoint used; `table`: one
     row per cell (rule verdicts and worst values over the checkpoints, score, rank), best first;
-    `grid`: the GridResult with every draw; `checkpoints`: the labels used."""
+    `grid`: the GridResult with every draw; `checkpoints`: the labels used; `excluded_checkpoints`:
+    {label: reason} for those whose runs say w* is not a local minimum (not held to the rules; when
+    every one is, none is excluded and `reasons` says so)."""
 
     recommended: dict
     reasons: list
@@ -59,6 +62,7 @@ class Calibration:
     checkpoints: list
     settings: dict
     runs: dict = field(repr=False, default_factory=dict)  # (ε, γ, nβ) -> [rule results per checkpoint]
+    excluded_checkpoints: dict = field(default_factory=dict)
 
     def write(self, path: str | Path = CALIBRATION_FILE) -> Path:
         """Atomic JSON (slt_jax.atomic); a directory gets `CALIBRATION_FILE` inside. Returns the path."""
@@ -70,7 +74,7 @@ class Calibration:
         payload = {
             "kind": KIND, "format_version": FORMAT_VERSION, "recommended": self.recommended, "passed": self.passed,
             "reasons": list(self.reasons), "rules": R.thresholds(), "checkpoints": list(self.checkpoints),
-            **self.settings, "slt_jax_version": __version__,
+            "excluded_checkpoints": dict(self.excluded_checkpoints), **self.settings, "slt_jax_version": __version__,
             "table": self.table.to_dict(orient="records"),
         }
         return atomic.write_json(path, _jsonable(payload), allow_nan=False)
@@ -84,7 +88,9 @@ class Calibration:
     def summary(self) -> str:
         head = "recommended" if self.passed else "best available (NO cell passes every rule)"
         rec = ", ".join(f"{k}={v:.4g}" for k, v in self.recommended.items())
-        return "\n".join([f"calibration over {len(self.table)} cells × checkpoints {self.checkpoints}", f"{head}: {rec}"]
+        kept = [c for c in self.checkpoints if c not in self.excluded_checkpoints]
+        where = f"checkpoints {self.checkpoints}" + (f" (held to the rules: {kept})" if self.excluded_checkpoints else "")
+        return "\n".join([f"calibration over {len(self.table)} cells × {where}", f"{head}: {rec}"]
                          + [f"  - {line}" for line in self.reasons])
 
     def __repr__(self) -> str:
@@ -145,7 +151,13 @@ def score(grid) -> Calibration:
 
     runs, llc, mala = _evaluate(grid)
     labels = grid.dataset["checkpoint"].values.tolist()
-    rows = [_row(cell, results, llc[cell], mala[cell], labels, settings["nbeta_standard"])
+    excluded = {}
+    for k, label in enumerate(labels):
+        why = not_a_minimum(label, {cell: results[k] for cell, results in runs.items()})
+        if why:
+            excluded[label] = why
+    keep = [k for k, label in enumerate(labels) if label not in excluded] or list(range(len(labels)))
+    rows = [_row(cell, [results[k] for k in keep], llc[cell], mala[cell], labels, settings["nbeta_standard"])
             for cell, results in runs.items()]
     table = pd.DataFrame(rows)
     table = table.sort_values("_key", ascending=False, kind="stable").drop(columns="_key").reset_index(drop=True)
@@ -154,11 +166,20 @@ def score(grid) -> Calibration:
     recommended = {k: float(best[k]) for k in _RECOMMENDED}
     passed = bool(best["passed"])
     cell = (recommended["step_size"], recommended["localization"], recommended["nbeta"])
-    reasons = _reasons(table, runs[cell], labels, settings["nbeta_standard"])
+    reasons = _reasons(table, [runs[cell][k] for k in keep], [labels[k] for k in keep], settings["nbeta_standard"])
+    if excluded and len(excluded) == len(labels):
+        found = [why.replace("excluded from the consistency requirement", "kept") for why in excluded.values()]
+        every = ("EVERY chosen checkpoint looks like a non-minimum, so none is excluded: the cells are scored on "
+                 "all of them (expect positive to fail) and the best-scoring is recommended; calibrate on "
+                 "checkpoints where training has converged (which=)")
+        reasons[1:1] = [every, *found]
+        excluded = {}
+    elif excluded:
+        reasons[1:1] = list(excluded.values())
     if not passed:
         warnings.warn("calibration: no cell passes every rule at every checkpoint; recommending the best-scoring "
                       f"one ({reasons[0]})", RuntimeWarning, stacklevel=3)
-    return Calibration(recommended, reasons, passed, table, grid, labels, settings, runs)
+    return Calibration(recommended, reasons, passed, table, grid, labels, settings, runs, excluded)
 
 
 # --- validation ------------------------------------------------------------------------------------
@@ -231,11 +252,14 @@ def _num_samples(data) -> int:
 
 # --- scoring ---------------------------------------------------------------------------------------
 def _evaluate(grid):
-    """Rule results per cell and checkpoint; step_consistency along each line of step sizes."""
+    """Rule results per cell and checkpoint: the run rules, step_consistency along each line of
+    step sizes and localization_consistency along each line of localizations."""
     ds = grid.dataset
     eps, gammas, nbetas = (ds[d].values.tolist() for d in ("step_size", "localization", "nbeta"))
+    order = sorted(range(len(gammas)), key=lambda i: gammas[i])  # localization_consistency: γ ascending
     runs, llc, mala = {}, {}, {}
     for label in ds["checkpoint"].values.tolist():
+        cells = {}
         for g in gammas:
             for b in nbetas:
                 line = [grid.sel(checkpoint=label, step_size=e, localization=g, nbeta=b) for e in eps]
@@ -243,12 +267,20 @@ def _evaluate(grid):
                 good = [all(res[x].passed for x in R.GOOD_FOR_COMPARISON) for res in results]
                 per_chain, what = zip(*(R.per_chain_llc(r) for r in line))
                 consistency = R.step_consistency(eps, per_chain, good, what[0])
-                for e, res, sc, r in zip(eps, results, consistency, line):
+                for e, res, sc, r, pc in zip(eps, results, consistency, line, per_chain):
                     res["step_consistency"] = sc
-                    cell = (e, g, b)
-                    runs.setdefault(cell, []).append(res)
-                    llc.setdefault(cell, []).append(_quiet_mean(r))
-                    mala.setdefault(cell, []).append(res["mala"].value)
+                    cells[(e, g, b)] = (res, r, pc, what[0])
+        for e in eps:
+            for b in nbetas:
+                line = [cells[(e, gammas[i], b)] for i in order]
+                found = R.localization_consistency([gammas[i] for i in order], [c[2] for c in line],
+                                                   [c[0]["stability"].passed for c in line], line[0][3])
+                for c, lc in zip(line, found):
+                    c[0]["localization_consistency"] = lc
+        for cell, (res, r, _, _) in cells.items():
+            runs.setdefault(cell, []).append({rule: res[rule] for rule in R.RULES})
+            llc.setdefault(cell, []).append(_quiet_mean(r))
+            mala.setdefault(cell, []).append(res["mala"].value)
     return runs, llc, mala
 
 
