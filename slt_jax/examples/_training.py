@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from slt_jax import atomic
+
 __all__ = ["TrainRun", "calibrate_checkpoints", "checkpoint_steps", "fit", "joint_recommendation", "json_default",
            "load_factory", "quiet_orbax", "save_checkpoints", "sweep_and_detect", "workflow"]
 
@@ -205,8 +207,8 @@ def sweep_and_detect(factory: str, ckpt_dir: Path, out: Path, settings: dict, re
         table = slt_jax.sweep(config, progress=progress)
     sem = np.maximum(table["llc_mcse"].to_numpy(float), 1e-6)  # detect needs llc_sem > 0
     found = stages.detect(table["step"], table["llc"], sem)
-    (out / "workflow.json").write_text(json.dumps({"sampler": sampler, "boundaries": found.boundaries.tolist()},
-                                                  default=json_default, indent=1))
+    atomic.write_text(out / "workflow.json", json.dumps({"sampler": sampler, "boundaries": found.boundaries.tolist()},
+                                                        default=json_default, indent=1))
     return table, found
 
 

@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from slt_jax import atomic
 from slt_jax.examples import _training
 
 __all__ = ["DEFAULTS", "DLNTraining", "compare_stages", "learned_rank", "problem", "report", "run", "teacher", "train"]
@@ -289,7 +290,7 @@ def run(out_dir, *, small: bool = False, progress: bool = True) -> dict:
                   "aoyagi": lam, "aoyagi_exact": str(info.aoyagi), "relative_error": float(final["llc"]) / lam - 1},
         "timings": {"train_s": info.train_s, **res["timings"], "total_s": time.perf_counter() - t0},
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=_training.json_default))
+    atomic.write_text(out / "summary.json", json.dumps(summary, indent=1, default=_training.json_default))
     return summary
 
 

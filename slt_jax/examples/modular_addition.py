@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from slt_jax import atomic
 from slt_jax.examples import _training
 
 __all__ = ["DEFAULTS", "ModAddTraining", "problem", "problem_random", "problem_true", "run", "train"]
@@ -202,5 +203,5 @@ def run(out_dir, *, small: bool = False, progress: bool = True) -> dict:
     summary["ratio_random_to_true"] = summary["random"]["final_llc"] / summary["true"]["final_llc"]
     summary["timings"] = {"train_s": sum(r.train_s for r in runs.values()), "calibrate_s": t1 - t0,
                           "sweep_s": time.perf_counter() - t1}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=_training.json_default))
+    atomic.write_text(out / "summary.json", json.dumps(summary, indent=1, default=_training.json_default))
     return summary

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from slt_jax import atomic
 from slt_jax.examples import _training
 
 __all__ = ["DEFAULTS", "TMSTraining", "problem", "problem_default", "represented_features", "run", "train"]
@@ -138,5 +139,5 @@ def run(out_dir, *, small: bool = False, progress: bool = True) -> dict:
         "final_llc": float(table["llc"].iloc[-1]),
         "timings": {"train_s": info.train_s, **res["timings"], "total_s": time.perf_counter() - t0},
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=_training.json_default))
+    atomic.write_text(out / "summary.json", json.dumps(summary, indent=1, default=_training.json_default))
     return summary
