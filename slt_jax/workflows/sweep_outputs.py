@@ -157,6 +157,7 @@ def plot_sweep(table, stage_result, path: Path, *, title: str | None = None) -> 
             for b in bounds:
                 ax.axvline(b, color="k", ls=":", lw=1)
             ax.grid(alpha=0.3)
+        _clip_to_llc(top, table)
         top.set_ylabel("λ̂")
         bottom.set_ylabel("loss at checkpoint")
         bottom.set_yscale("log" if (table["init_loss"] > 0).all() else "linear")
@@ -168,6 +169,18 @@ def plot_sweep(table, stage_result, path: Path, *, title: str | None = None) -> 
     fig.suptitle(title or "λ̂ and loss over training")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def _clip_to_llc(ax, table) -> None:
+    """The λ̂ axis spans λ̂ ± MCSE: a variance-based λ̂ far outside (chains mid-escape from a
+    saddle have a huge loss variance) would otherwise flatten the curve the plot is for."""
+    lo = (table["llc"] - table["llc_mcse"].fillna(0)).to_numpy(float)
+    hi = (table["llc"] + table["llc_mcse"].fillna(0)).to_numpy(float)
+    lo, hi = lo[np.isfinite(lo)], hi[np.isfinite(hi)]
+    if lo.size and hi.size:
+        a, b = float(lo.min()), float(hi.max())
+        pad = 0.08 * (b - a) if b > a else max(abs(a), 1.0) * 0.1
+        ax.set_ylim(a - pad, b + pad)
 
 
 def write_outputs(out: Path, results: dict, table, *, plots: bool = True) -> dict:
