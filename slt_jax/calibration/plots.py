@@ -113,6 +113,7 @@ def plot_traces(cal, path: str | Path | None = None, *, top: int = 4):
         ax.set_title(f"#{row['rank']}: ε={row['step_size']:.3g}, γ={row['localization']:g}, "
                      f"nβ={row['nbeta']:.4g}\n{verdict}", fontsize=8)
         ax.set_xlabel("draw")
-        ax.legend(fontsize=7, loc="lower right")
+        if ax.get_legend_handles_labels()[0]:  # a cell with no healthy chain draws no trace
+            ax.legend(fontsize=7, loc="lower right")
     axes[0][0].set_ylabel("running λ̂ (healthy chains)")
     return _finish(fig, path, plt, title="running λ̂ of the top-ranked cells")
