@@ -166,6 +166,62 @@ def _run_group(problem, group, size, engine_kw, fp, out, stats):
     return written
 
 
+def _start(out, fp: dict, new: bool, mine: list[int], shard_count: int) -> tuple[str | None, dict]:
+    """Check or create the results directory (process 0, under its lock); (moved_aside, {step:
+    result} of this job's steps already done)."""
+    moved, done = None, {}
+    if _is_primary():
+        with sweep_dir.locked(out):
+            moved = sweep_dir.prepare(out, fp, new)
+            sweep_dir.remove_stale_temporaries(out, 0.0 if shard_count == 1 else sweep_dir.STALE_TEMPORARY_S)
+            (out / sweep_dir.COMPLETE_FILE).unlink(missing_ok=True)
+            done = sweep_dir.done_steps(out, mine, fp["sha256"])
+    _barrier("slt_jax.sweep.prepared")
+    return moved, done
+
+
+def _sample(problem, sampler: dict, todo: list[int], num_mine: int, fp, out, progress: bool) -> tuple[dict, dict]:
+    """Sample the steps still to do, group by group, one progress bar over checkpoints;
+    ({step: result}, timing and compilation stats)."""
+    from tqdm.auto import tqdm
+
+    groups, size = _groups(todo, sampler["checkpoints_per_program"])
+    engine_kw = _engine_kwargs(sampler, problem, progress=False)
+    stats = {"compilations": 0, "compilations_per_group": [], "compile_s": 0.0, "sampling_s": 0.0}
+    sampled: dict = {}
+    bar = tqdm(total=num_mine, initial=num_mine - len(todo), unit="ckpt", desc=f"sweep {out.name}",
+               disable=not progress or not _is_primary(), dynamic_ncols=True)
+    try:
+        for group in groups:
+            bar.set_postfix_str(f"steps {group[0]}..{group[-1]}")
+            sampled.update(_run_group(problem, group, size, engine_kw, fp, out, stats))
+            bar.update(len(group))
+    finally:
+        bar.close()
+    _barrier("slt_jax.sweep.sampled")
+    return sampled, stats
+
+
+def _finish(out, fp: dict, observables, all_steps: list[int], known: dict, plots: bool):
+    """The summary over every finished step, and the directory-wide outputs (process 0, under
+    the lock, so the last shard to finish writes them over all shards); (table, pending, notes).
+
+    Rows of other jobs (and earlier runs) come from their files; a result read back from its
+    file equals the one in memory bitwise (tests/test_sweep.py), so the table does not depend
+    on which job sampled which rows."""
+    with sweep_dir.locked(out) if _is_primary() else contextlib.nullcontext():
+        results = dict(known)
+        results.update(sweep_dir.done_steps(out, [s for s in all_steps if s not in results], fp["sha256"]))
+        table = summary_table(results, observables)
+        pending = [s for s in all_steps if s not in results]
+        notes = {}
+        if _is_primary() and results:
+            notes = write_outputs(out, results, table, plots=plots)
+            if not pending:
+                atomic.write_json(out / sweep_dir.COMPLETE_FILE, {"fingerprint": fp["sha256"], "steps": all_steps})
+    return table, pending, notes
+
+
 def sweep(config: dict | str | os.PathLike, *, new: bool = False, progress: bool = True, shard: Any = None,
           plots: bool = True):
     """Estimate λ̂ at every checkpoint of `config` (see the module docstring), resuming any
@@ -175,8 +231,6 @@ def sweep(config: dict | str | os.PathLike, *, new: bool = False, progress: bool
     done), pending (steps other shards have not finished), compilations (and
     compilations_per_group: XLA compilations in each program call, 0 after the first), compile_s, sampling_s
     (this job's), wall_s, parquet, stages (boundaries or why none), plot, moved_aside."""
-    from tqdm.auto import tqdm
-
     import slt_jax
 
     start = time.perf_counter()
@@ -194,44 +248,10 @@ def sweep(config: dict | str | os.PathLike, *, new: bool = False, progress: bool
     all_steps = slt_jax.checkpoints.steps(cfg["checkpoints"])
     mine = all_steps[shard_index::shard_count]
 
-    moved, done = None, {}
-    if _is_primary():
-        with sweep_dir.locked(out):
-            moved = sweep_dir.prepare(out, fp, new)
-            sweep_dir.remove_stale_temporaries(out, 0.0 if shard_count == 1 else sweep_dir.STALE_TEMPORARY_S)
-            (out / sweep_dir.COMPLETE_FILE).unlink(missing_ok=True)
-            done = sweep_dir.done_steps(out, mine, fp["sha256"])
-    _barrier("slt_jax.sweep.prepared")
+    moved, done = _start(out, fp, new, mine, shard_count)
     todo = _agree(mine, done)
-
-    groups, size = _groups(todo, sampler["checkpoints_per_program"])
-    engine_kw = _engine_kwargs(sampler, problem, progress=False)
-    stats = {"compilations": 0, "compilations_per_group": [], "compile_s": 0.0, "sampling_s": 0.0}
-    sampled: dict = {}
-    bar = tqdm(total=len(mine), initial=len(mine) - len(todo), unit="ckpt", desc=f"sweep {out.name}",
-               disable=not progress or not _is_primary(), dynamic_ncols=True)
-    try:
-        for group in groups:
-            bar.set_postfix_str(f"steps {group[0]}..{group[-1]}")
-            sampled.update(_run_group(problem, group, size, engine_kw, fp, out, stats))
-            bar.update(len(group))
-    finally:
-        bar.close()
-    _barrier("slt_jax.sweep.sampled")
-
-    # Rows of other jobs (and earlier runs) come from their files; a result read back from its
-    # file equals the one in memory bitwise (tests/test_sweep.py), so the table does not depend
-    # on which job sampled which rows.
-    with sweep_dir.locked(out) if _is_primary() else contextlib.nullcontext():
-        results = {**done, **sampled}
-        results.update(sweep_dir.done_steps(out, [s for s in all_steps if s not in results], fp["sha256"]))
-        table = summary_table(results, cfg["observables"])
-        pending = [s for s in all_steps if s not in results]
-        notes = {}
-        if _is_primary() and results:
-            notes = write_outputs(out, results, table, plots=plots)
-            if not pending:
-                atomic.write_json(out / sweep_dir.COMPLETE_FILE, {"fingerprint": fp["sha256"], "steps": all_steps})
+    sampled, stats = _sample(problem, sampler, todo, len(mine), fp, out, progress)
+    table, pending, notes = _finish(out, fp, cfg["observables"], all_steps, {**done, **sampled}, plots)
     stages = notes.get("stages")
     table.attrs.update(
         out=str(out), fingerprint=fp["sha256"], settings={k: sampler[k] for k in ("step_size", "localization", "nbeta")},
