@@ -147,13 +147,9 @@ def calibrate_checkpoints(problem: dict, ckpt_dir: Path, out: Path, settings: di
     may name ``which``; calibrate's default is first, middle and last), written to
     ``out/calibration.json``.
 
-    Returns (recommended dict, Calibration or None). Falls back to ``settings["fallback"]``
-    only when slt_jax.calibration is not importable (the result says so).
+    Returns (recommended dict, Calibration).
     """
-    try:
-        from slt_jax import calibration
-    except ImportError:
-        return dict(settings["fallback"]), None
+    from slt_jax import calibration
     from slt_jax import checkpoints as ckpts
 
     out.mkdir(parents=True, exist_ok=True)
@@ -221,5 +217,5 @@ def workflow(factory: str, ckpt_dir: Path, out: Path, settings: dict, *, progres
     rec, cal = calibrate_checkpoints(load_factory(factory), ckpt_dir, out, settings, progress)
     t1 = time.perf_counter()
     table, found = sweep_and_detect(factory, ckpt_dir, out, settings, rec, progress)
-    return {"recommended": rec, "calibrated": cal is not None, "calibration": cal, "table": table,
+    return {"recommended": rec, "calibrated": True, "calibration": cal, "table": table,
             "stages": found, "timings": {"calibrate_s": t1 - t0, "sweep_s": time.perf_counter() - t1}}

@@ -222,8 +222,6 @@ SAMPLING = {"batch_size": 200, "num_chains": 4, "num_draws": 8_000, "num_burnin"
             "calibration_chains": 4, "calibration_draws": 8_000, "calibration_burnin": 4_000}
 # `slt-jax demo`: the same run with half the calibration chains (calibration is ~70% of the time).
 SAMPLING_SMALL = {**SAMPLING, "calibration_chains": 2}
-# Used only while slt_jax.calibration is not importable (the result says so).
-FALLBACK = {"step_size": 1e-5, "localization": 1.0, "nbeta": None}
 
 
 def compare_stages(stages_result, rank_steps, steps) -> list[dict]:
@@ -272,7 +270,7 @@ def run(out_dir, *, small: bool = False, progress: bool = True) -> dict:
     t0 = time.perf_counter()
     info = train(out / "checkpoints", **train_kw, **kwargs)
     factory = "slt_jax.examples.dln:problem"
-    res = _training.workflow(factory, info.checkpoint_dir, out, {**sampling, "fallback": FALLBACK},
+    res = _training.workflow(factory, info.checkpoint_dir, out, sampling,
                              progress=progress)
     table = res["table"]
     final = table.iloc[-1]
@@ -297,8 +295,7 @@ def run(out_dir, *, small: bool = False, progress: bool = True) -> dict:
 def report(summary: dict) -> str:
     """``run``'s summary as a few printable lines (for `slt-jax demo`)."""
     rec, fin = summary["recommended"], summary["final"]
-    who = ("calibrate (first, middle, last checkpoints)" if summary["calibrated"]
-           else "fallback (slt_jax.calibration missing)")
+    who = "calibrate (first, middle, last checkpoints)"
     lines = [(f"deep linear network {summary['problem']['widths']}: learned rank rose at steps "
              f"{summary['rank_steps']} (σ(W1W2W3) > {summary['rank_threshold']}·min s)"),
              f"settings from {who}: ε = {rec['step_size']:.3g}, γ = {rec['localization']:g}, nβ = {rec['nbeta']:.4g}",

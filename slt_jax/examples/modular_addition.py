@@ -161,7 +161,6 @@ def train(out_dir, *, num_steps: int = TRAIN_DEFAULTS["num_steps"],
 SAMPLING = {"batch_size": 32, "num_chains": 4, "num_draws": 2_000, "num_burnin": 1_000,
             "calibration_chains": 4, "calibration_draws": 1_500, "calibration_burnin": 500,
             "calibrate_kwargs": {"which": "last"}}
-FALLBACK = {"step_size": 3e-4, "localization": 10.0, "nbeta": None}  # only without slt_jax.calibration
 
 
 def _run_summary(info, table, found) -> dict:
@@ -189,7 +188,7 @@ def run(out_dir, *, small: bool = False, progress: bool = True) -> dict:
     out = Path(out_dir)
     train_kw = dict(TRAIN_DEFAULTS, num_checkpoints=12) if small else dict(TRAIN_DEFAULTS)
     summary: dict = {"example": "modular_addition", "small": small, "problem": DEFAULTS, "training": train_kw}
-    settings = {**SAMPLING, "fallback": FALLBACK}
+    settings = dict(SAMPLING)
     runs, cals, t0 = {}, {}, time.perf_counter()
     for labels in ("true", "random"):
         runs[labels] = train(out / labels / "checkpoints", labels=labels, **train_kw)
@@ -197,9 +196,8 @@ def run(out_dir, *, small: bool = False, progress: bool = True) -> dict:
                                                             out / labels, settings, progress)
         summary[f"recommended_{labels}"] = rec
     t1 = time.perf_counter()
-    calibrated = all(c is not None for c in cals.values())
-    joint = _training.joint_recommendation(list(cals.values())) if calibrated else dict(FALLBACK)
-    summary.update(recommended=joint, calibrated=calibrated)
+    joint = _training.joint_recommendation(list(cals.values()))
+    summary.update(recommended=joint, calibrated=True)
     for labels, info in runs.items():
         table, found = _training.sweep_and_detect(f"slt_jax.examples.modular_addition:problem_{labels}",
                                                   info.checkpoint_dir, out / labels, settings, joint, progress)

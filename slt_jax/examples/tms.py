@@ -111,7 +111,6 @@ def train(out_dir, *, num_steps: int = TRAIN_DEFAULTS["num_steps"],
 SAMPLING = {"batch_size": 100, "num_chains": 4, "num_draws": 2_000, "num_burnin": 1_000,
             "calibration_chains": 4, "calibration_draws": 2_000, "calibration_burnin": 1_000,
             "calibrate_kwargs": {"which": "last"}}
-FALLBACK = {"step_size": 1e-4, "localization": 100.0, "nbeta": None}  # only without slt_jax.calibration
 
 
 def run(out_dir, *, small: bool = False, progress: bool = True) -> dict:
@@ -126,7 +125,7 @@ def run(out_dir, *, small: bool = False, progress: bool = True) -> dict:
     t0 = time.perf_counter()
     info = train(out / "checkpoints", **train_kw)
     res = _training.workflow("slt_jax.examples.tms:problem_default", info.checkpoint_dir, out,
-                             {**SAMPLING, "fallback": FALLBACK}, progress=progress)
+                             dict(SAMPLING), progress=progress)
     table = res["table"]
     summary = {
         "example": "tms", "small": small, "problem": DEFAULTS, "training": train_kw,

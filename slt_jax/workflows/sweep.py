@@ -143,12 +143,12 @@ def _check_observables(cfg: dict, problem: dict) -> None:
         )
 
 
-def _run_group(problem, group, size, engine_kw, fp, out, stats):
+def _run_group(problem, source, group, size, engine_kw, fp, out, stats):
     """Sample one group (padded to `size` with copies of its first checkpoint) and write each
     checkpoint's result; returns {step: LLCResult}."""
     import slt_jax
 
-    params = dict(slt_jax.checkpoints.open(problem["_source"], like=problem["params"], steps=group))
+    params = dict(slt_jax.checkpoints.open(source, like=problem["params"], steps=group))
     batch = {step: params[step] for step in group}
     for k in range(size - len(group)):  # negative labels: never a training step
         batch[-1 - k] = params[group[0]]
@@ -180,7 +180,7 @@ def _start(out, fp: dict, new: bool, mine: list[int], shard_count: int) -> tuple
     return moved, done
 
 
-def _sample(problem, sampler: dict, todo: list[int], num_mine: int, fp, out, progress: bool) -> tuple[dict, dict]:
+def _sample(problem, source: str, sampler: dict, todo: list[int], num_mine: int, fp, out, progress: bool) -> tuple[dict, dict]:
     """Sample the steps still to do, group by group, one progress bar over checkpoints;
     ({step: result}, timing and compilation stats)."""
     from tqdm.auto import tqdm
@@ -194,7 +194,7 @@ def _sample(problem, sampler: dict, todo: list[int], num_mine: int, fp, out, pro
     try:
         for group in groups:
             bar.set_postfix_str(f"steps {group[0]}..{group[-1]}")
-            sampled.update(_run_group(problem, group, size, engine_kw, fp, out, stats))
+            sampled.update(_run_group(problem, source, group, size, engine_kw, fp, out, stats))
             bar.update(len(group))
     finally:
         bar.close()
@@ -240,7 +240,6 @@ def sweep(config: dict | str | os.PathLike, *, new: bool = False, progress: bool
         raise SweepConfigError("new=True (--new) with shards: start the new sweep once unsharded (or delete the "
                                "directory), then run the shards; otherwise each shard would start it again.")
     problem = load_factory(cfg["factory"], cfg["factory_args"])
-    problem["_source"] = cfg["checkpoints"]
     _check_observables(cfg, problem)
     sampler, source = resolve_settings(cfg)
     fp = fingerprint(cfg, problem, sampler)
@@ -250,7 +249,7 @@ def sweep(config: dict | str | os.PathLike, *, new: bool = False, progress: bool
 
     moved, done = _start(out, fp, new, mine, shard_count)
     todo = _agree(mine, done)
-    sampled, stats = _sample(problem, sampler, todo, len(mine), fp, out, progress)
+    sampled, stats = _sample(problem, cfg["checkpoints"], sampler, todo, len(mine), fp, out, progress)
     table, pending, notes = _finish(out, fp, cfg["observables"], all_steps, {**done, **sampled}, plots)
     stages = notes.get("stages")
     table.attrs.update(
