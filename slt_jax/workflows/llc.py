@@ -63,8 +63,10 @@ def estimate_llc(
       localization: γ, the strength of the pull towards w*.
       nbeta: nβ. None (default) or "n_log_n": n / log n. "batch_log_batch": B / log B
         (devinterp v1's default). A number: used as is.
-      num_chains, num_draws: chains, and draws kept per chain after burn-in.
-      num_burnin: steps discarded before the first draw. thin: steps per draw.
+      num_chains: number of chains.
+      num_draws: draws kept per chain after burn-in.
+      num_burnin: steps discarded before the first draw.
+      thin: steps per draw.
       batch_size: minibatch size B (1..n); B == n uses the full data every step.
       sampler: "sgld", "rmsprop_sgld", "rmsprop_sgld_devinterp", "adam_sgld", "sghmc",
         "sgnht" (see slt_jax.kernels), or a `Kernel`.
