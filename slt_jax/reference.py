@@ -148,7 +148,8 @@ class QuadraticLoss:
         return self.grads.shape[1]
 
 
-def quadratic_loss(loss_fn: Callable, params: Any, data: Any, *, check_scale: float = 1.0) -> QuadraticLoss:
+def quadratic_loss(loss_fn: Callable, params: Any, data: Any, *, check_scale: float = 1.0,
+                   max_params: int = 200) -> QuadraticLoss:
     """The per-sample gradients and Hessians at w*, after checking the losses are quadratic.
 
     Raises ValueError when a per-sample loss differs from its second-order expansion at random
@@ -157,10 +158,25 @@ def quadratic_loss(loss_fn: Callable, params: Any, data: Any, *, check_scale: fl
     """
     center, unravel = ravel_pytree(params)
     center = np.asarray(center, np.float64)
+    if center.size > max_params:
+        raise ValueError(f"quadratic_loss: {center.size} parameters > max_params = {max_params} (the per-sample "
+                         "Hessians and the d²×d² moment system would not fit); raise max_params to force it.")
 
     def per_sample(u):
         return loss_fn(unravel(jnp.asarray(u, jnp.float32)), data)
 
+    # Cheap test first: along a random line a quadratic has zero third differences. It keeps a
+    # non-quadratic model from paying for n per-sample Hessians.
+    line = check_scale * np.random.default_rng(1).standard_normal(center.shape)
+    values = np.stack([np.asarray(per_sample(center + t * line), np.float64) for t in (-1.0, 0.0, 1.0, 2.0)])
+    third = values[3] - 3 * values[2] + 3 * values[1] - values[0]
+    scale = 1e-3 * (1 + np.abs(values).max())
+    if np.max(np.abs(third)) > scale:
+        raise ValueError(
+            f"loss_fn is not quadratic in the parameters (third differences along a line up to "
+            f"{np.max(np.abs(third)):.3g}): the SGLD stationary moments have a closed form only for models "
+            "linear in their parameters."
+        )
     # float64 arithmetic on the host would need jax x64; float32 Jacobians are exact for
     # quadratics up to rounding, which the check below tolerates.
     grads = np.asarray(jax.jacfwd(per_sample)(center), np.float64)
@@ -201,7 +217,7 @@ def sgld_stationary_llc(
     localization: float,
     step_size: float,
     batch_size: int,
-    batch_sampling: str = "without_replacement",
+    batch_sampling: str = "with_replacement",
 ) -> float:
     """E[nβ(L_n(w) - L_n(w*))] under the stationary law of minibatch SGLD on a quadratic loss.
 
@@ -212,7 +228,8 @@ def sgld_stationary_llc(
         S = E[A S Aᵀ] + E[A m cᵀ] + E[c mᵀ Aᵀ] + E[c cᵀ] + ε I,
     whose expectations over the minibatch need only the population covariance of (H_i, g_i):
     Cov(mean over B) = f/B · Cov_pop with f = (n - B)/(n - 1) without replacement, 1 with.
-    Returns nβ(g·m + ½ tr(H S)); `inf` when the recursion is unstable (no stationary law).
+    batch_sampling as in `slt_jax.estimate_llc` (the same default). Returns
+    nβ(g·m + ½ tr(H S)); `inf` when the recursion is unstable (no stationary law).
     """
     n, d = q.grads.shape
     if not 1 <= batch_size <= n:

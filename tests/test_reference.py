@@ -61,12 +61,13 @@ def test_sgld_stationary_value_matches_the_engines_sgld_chains(regular):
     # ε → 0 limit.
     q = reference.quadratic_loss(regular.loss_fn, regular.params, regular.data)
     eps = 0.3 / NBETA
-    stationary = reference.sgld_stationary_llc(q, nbeta=NBETA, localization=1.0, step_size=eps, batch_size=100)
+    stationary = reference.sgld_stationary_llc(q, nbeta=NBETA, localization=1.0, step_size=eps, batch_size=100,
+                                              batch_sampling="with_replacement")
     posterior = reference.gaussian_posterior_llc(q, nbeta=NBETA, localization=1.0)
     assert stationary > 1.15 * posterior
     run = slt_jax.estimate_llc(regular.loss_fn, regular.params, regular.data, step_size=eps, localization=1.0,
                                nbeta=NBETA, num_chains=16, num_draws=4000, num_burnin=1000, batch_size=100,
-                               seed=1, progress=False)
+                               batch_sampling="with_replacement", seed=1, progress=False)
     # llc_se is the ESS-based MCSE of the mean over chains; 4 of them (false alarm ~6e-5).
     assert abs(float(run.llc_mean) - stationary) < 4 * float(run.llc_se), (run.llc_mean, run.llc_se, stationary)
 
