@@ -27,14 +27,6 @@ def _grid(model, sampler, values_by_c, mala_by_c):
     return [_row(model, sampler, c, [v, v + 0.01, v - 0.01, v], mala_by_c[c]) for c, v in values_by_c.items()]
 
 
-def test_half_estimate_uses_disjoint_halves():
-    r = _row("a", "sgld", 0.1, [1.0, 1.2, 3.0, 3.4], 1.0)
-    assert rules.half_estimate(r, "select")[0] == pytest.approx(1.1)
-    assert rules.half_estimate(r, "score")[0] == pytest.approx(3.2)
-    r["llc_per_chain"] = [1.0, float("nan"), float("nan"), float("nan")]
-    assert math.isnan(rules.half_estimate(r, "score")[0])  # an all-unhealthy half gives no estimate
-
-
 def test_objective_is_the_acceptance_as_one_number():
     assert rules.objective([0.05, 0.10, 0.20]) == pytest.approx(max(0.10 / 0.10, 0.20 / 0.25))
     assert rules.objective([0.01, 0.02, 0.30]) == pytest.approx(0.30 / 0.25)  # the max fails it
@@ -46,10 +38,18 @@ def test_fixed_rule_picks_the_step_size_that_is_right_on_every_model():
             + _grid("nc_b", "sgld", {0.01: 0.5, 0.1: 1.02, 1.0: 2.0}, {0.01: 1.0, 0.1: 0.97, 1.0: 0.6}))
     best = rules.best(rules.candidates(rows, "sgld"), "fixed")
     assert best["param"] == 0.1
-    assert best["score"]["max_ref"] < 0.05
+    assert best["select"]["max_ref"] < 0.05
     mala = rules.best(rules.candidates(rows, "sgld"), "mala")
     # τ = 0.95 admits ε·nβ = 0.1 on both models and excludes 1.0: the right cell without λ.
-    assert {m["c"] for m in mala["score_models"].values()} == {0.1}
+    assert set(mala["picks"].values()) == {0.1}
+
+
+def test_confirmation_summary_is_the_acceptance():
+    conf = [dict(model="a", sampler_err=0.05, rel_err=-0.3), dict(model="b", sampler_err=-0.08, rel_err=0.1),
+            dict(model="c", sampler_err=0.3, rel_err=0.0)]
+    sc = rules.summarize_confirmation(conf)
+    assert sc["median_ref"] == pytest.approx(0.08) and sc["max_ref"] == pytest.approx(0.3)
+    assert sc["J"] == pytest.approx(0.3 / 0.25)
 
 
 def test_mala_rule_falls_back_to_the_smallest_step_when_nothing_passes():
@@ -71,11 +71,13 @@ def test_report_renders_every_section(tmp_path):
                          reference=1.0, reference_se=0.0, reference_kind="quadrature", estimator_bias=-0.2)}
     meta = dict(n=100, batch=10, localization=1.0, nbeta=21.7, chains=4, burnin=10, draws=10, total_s=1.0,
                 jax_devices=["cpu:0"], command="run.py")
-    text = report.render(dict(meta=meta, references=refs, rows=rows, size_rows=[]), tmp_path / "results.md")
-    for section in ("Where the error comes from", "Headline", "Recommendation", "Per model family",
-                    "The recommendation per model", "Per model: every configuration"):
+    confirm = [dict(rows[1], scope="all", rule="ε = 0.1/nβ"), dict(rows[1], scope="nc", rule="ε = 0.1/nβ")]
+    text = report.render(dict(meta=meta, references=refs, rows=rows, confirm_rows=confirm, size_rows=[]),
+                         tmp_path / "results.md")
+    for section in ("Where the error comes from", "Recommendation (chosen on the grid runs", "Confirmation runs",
+                    "Every sampler with its best rule", "Per model: every configuration"):
         assert section in text
-    assert "**sgld, ε = 0.1/nβ**" in text or "**sgld, largest ε" in text
+    assert "| **default (one rule, every model)** | sgld | ε = 0.1/nβ |" in text
     assert (tmp_path / "results_rel_error.png").stat().st_size > 0
 
 

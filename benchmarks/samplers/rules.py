@@ -1,14 +1,16 @@
-"""Step-size rules, chosen on one half of the chains and scored on the other.
+"""Step-size rules: chosen on the ε grid's runs, then confirmed on fresh runs.
 
-Every configuration runs C independent chains. A rule's free parameter (the constant c of
-ε = c/nβ, or the MALA target τ) and the recommended sampler are chosen on chains [0, C/2) and
-scored on chains [C/2, C): the chains are independent, so the score is out of sample for the
-Monte Carlo noise (not for the model set, which is small: read the per-model rows too).
+A rule maps a model to one ε of the sampler's grid: `fixed` (ε = c/nβ, one c) or `mala` (the
+largest ε whose SGLD-probe MALA acceptance is ≥ τ: needs no λ). A rule's parameter and the
+sampler are chosen on the grid runs (in sample: the grid is also where they are scored, so
+those numbers are optimistic); run.py then re-runs the chosen (sampler, ε) per model with a new
+seed and more chains, and the acceptance is judged on that confirmation run only.
 
 Errors: `sampler error` = (λ̂ − reference)/reference, the SGMCMC chain against the exact
 posterior expectation (what a sampler controls); `error vs λ` = (λ̂ − λ)/λ, what a user gets.
 The objective, J = max(median |e| / 0.10, max |e| / 0.25) over the models, is the issue's
-acceptance (median ≤ 10%, none > 25%) as one number: J ≤ 1 passes.
+acceptance (median ≤ 10%, none > 25%) as one number: J ≤ 1 passes. Selection minimizes J of
+|e| + 2 MCSE/reference (J_bound), so a noisy cell cannot win by luck.
 """
 
 from __future__ import annotations
@@ -16,23 +18,8 @@ from __future__ import annotations
 import math
 import statistics
 
-import numpy as np
-
 MEDIAN_LIMIT, MAX_LIMIT = 0.10, 0.25
 MALA_TARGETS = (0.8, 0.9, 0.95, 0.99)
-
-
-def half_estimate(row: dict, half: str) -> tuple[float, float]:
-    """Mean and standard error (std/sqrt(k), chains independent) of λ̂ over one half's healthy chains."""
-    per_chain = np.asarray(row.get("llc_per_chain") or [], float)
-    if per_chain.size == 0:
-        return math.nan, math.nan
-    k = per_chain.size // 2
-    part = per_chain[:k] if half == "select" else per_chain[k:]
-    part = part[np.isfinite(part)]
-    if part.size < max(2, len(per_chain) // 4):  # most of the half unhealthy: no estimate
-        return math.nan, math.nan
-    return float(part.mean()), float(part.std(ddof=1) / math.sqrt(part.size))
 
 
 def rel(value: float, target: float) -> float:
@@ -65,14 +52,19 @@ def _by_model(rows, sampler):
     return out
 
 
-def _score(picks: dict[str, dict | None], half: str) -> dict:
+def _score(picks: dict[str, dict | None]) -> dict:
     per_model = {}
     for model, r in picks.items():
-        if r is None:
-            per_model[model] = dict(c=None, llc=math.nan, se=math.nan, err_ref=math.inf, err_exact=math.inf)
+        if r is None or not math.isfinite(r.get("llc", math.nan)):
+            per_model[model] = dict(c=None if r is None else r["c"], llc=math.nan, se=math.nan, err_ref=math.inf,
+                                    err_exact=math.inf)
             continue
-        llc, se = half_estimate(r, half)
+        llc, se = r["llc"], r.get("mcse", math.nan)
+        # The selection scores |error| + 2 MCSE: a cell whose error bar could hide a 40% error is
+        # not a safe pick, however small its point error (the crossings' small-ε cells are such).
+        noise = 2 * se / abs(r["reference"]) if math.isfinite(se) else math.inf
         per_model[model] = dict(c=r["c"], llc=llc, se=se, err_ref=rel(llc, r["reference"]),
+                                err_ref_bound=abs(rel(llc, r["reference"])) + noise,
                                 err_exact=rel(llc, r["exact"]), mala=r.get("mala"), sensitivity=r.get("sensitivity"),
                                 discretization=r.get("discretization"))
     return per_model
@@ -82,12 +74,13 @@ def _summarize(per_model: dict) -> dict:
     ref = [m["err_ref"] for m in per_model.values()]
     ex = [m["err_exact"] for m in per_model.values()]
     fin = lambda xs: [abs(x) for x in xs if math.isfinite(x)] or [math.inf]  # noqa: E731
-    return dict(J=objective(ref), median_ref=statistics.median(fin(ref)), max_ref=max(abs(x) for x in ref),
+    bound = [m.get("err_ref_bound", abs(m["err_ref"])) for m in per_model.values()]
+    return dict(J=objective(ref), J_bound=objective(bound), median_ref=statistics.median(fin(ref)), max_ref=max(abs(x) for x in ref),
                 J_exact=objective(ex), median_exact=statistics.median(fin(ex)), max_exact=max(abs(x) for x in ex))
 
 
 def candidates(rows, sampler: str, models: list[str] | None = None) -> list[dict]:
-    """Every (rule, parameter) for a sampler, each with its select-half and score-half summary."""
+    """Every (rule, parameter) for a sampler, each with its in-sample summary over the grid runs."""
     by_model = _by_model(rows, sampler)
     if models is not None:
         by_model = {m: rs for m, rs in by_model.items() if m in models}
@@ -102,16 +95,21 @@ def candidates(rows, sampler: str, models: list[str] | None = None) -> list[dict
         picks = {m: pick_mala(rs, tau) for m, rs in by_model.items()}
         out.append(dict(sampler=sampler, rule="mala", param=tau, picks=picks))
     for cand in out:
-        cand["select"] = _summarize(_score(cand["picks"], "select"))
-        cand["score_models"] = _score(cand["picks"], "score")
-        cand["score"] = _summarize(cand["score_models"])
-        del cand["picks"]
+        cand["models"] = _score(cand["picks"])
+        cand["select"] = _summarize(cand["models"])
+        cand["picks"] = {m: (None if r is None else r["c"]) for m, r in cand["picks"].items()}
     return out
+
+
+def summarize_confirmation(rows: list[dict]) -> dict:
+    """The acceptance numbers of confirmation rows (one per model)."""
+    return _summarize({r["model"]: dict(err_ref=r.get("sampler_err", math.inf), err_exact=r.get("rel_err", math.inf))
+                       for r in rows})
 
 
 def best(cands: list[dict], rule: str | None = None) -> dict | None:
     pool = [c for c in cands if rule is None or c["rule"] == rule]
-    return min(pool, key=lambda c: (c["select"]["J"], c["select"]["median_ref"]), default=None)
+    return min(pool, key=lambda c: (c["select"]["J_bound"], c["select"]["J"]), default=None)
 
 
 def describe(cand: dict) -> str:

@@ -11,7 +11,7 @@ chains. Per model, references: the exact posterior expectation E_p[nβ(L_n − L
 runs on every model so its agreement with the exact values is visible. For SGLD on quadratic
 losses, the chain's exact stationary value at that ε and batch size splits the sampler bias into
 discretization and non-mixing. Step-size rules and the recommended sampler are chosen on one
-half of the chains and scored on the other (rules.py). Writes results.json, results.md,
+grid's runs and confirmed on fresh runs with a new seed (rules.py). Writes results.json, results.md,
 results_rel_error.png and results_size.png; report.py re-renders them from results.json.
 """
 
@@ -65,7 +65,8 @@ def parse_args(argv=None):
     p.add_argument("--samples", type=int, default=1000, help="n of the CPU-tier models")
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--localization", type=float, default=1.0, help="γ")
-    p.add_argument("--chains", type=int, default=None, help="per configuration (even: halves select/score)")
+    p.add_argument("--chains", type=int, default=None, help="per configuration of the ε grid")
+    p.add_argument("--confirm-chains", type=int, default=None, help="per model in the confirmation runs")
     p.add_argument("--burnin", type=int, default=None)
     p.add_argument("--draws", type=int, default=None)
     p.add_argument("--samplers", default=",".join(SAMPLERS), help="comma-separated names")
@@ -78,8 +79,9 @@ def parse_args(argv=None):
     p.add_argument("--verbose", action="store_true", help="show slt_jax's per-call health warnings")
     args = p.parse_args(argv)
     args.chains = args.chains or (8 if args.quick else 32)
-    if args.chains < 4 or args.chains % 2:
-        p.error(f"--chains must be even and ≥ 4 (halves select and score the rules), got {args.chains}")
+    args.confirm_chains = args.confirm_chains or (8 if args.quick else 64)
+    if min(args.chains, args.confirm_chains) < 2:
+        p.error(f"--chains and --confirm-chains must be ≥ 2 (R̂, standard errors), got {args.chains}, {args.confirm_chains}")
     args.burnin = args.burnin if args.burnin is not None else (500 if args.quick else 4000)
     args.draws = args.draws or (500 if args.quick else 4000)
     args.samplers = [s for s in args.samplers.split(",") if s]
@@ -97,9 +99,10 @@ def parse_args(argv=None):
     return args
 
 
-def run_grid(model, sampler, *, nbeta, args, chains, burnin, draws, eval_every, diagnostics):
-    """One estimate_llc_grid call over the sampler's ε grid; one row per ε."""
-    grid_c = GRIDS.get(sampler, SGLD_GRID)
+def run_grid(model, sampler, *, nbeta, args, chains, burnin, draws, eval_every, diagnostics, grid_c=None, seed=None):
+    """One estimate_llc_grid call over the sampler's ε grid (or grid_c); one row per ε."""
+    grid_c = grid_c or GRIDS.get(sampler, SGLD_GRID)
+    seed = args.seed if seed is None else seed
     eps = [c / nbeta for c in grid_c]
     t = time.perf_counter()
     err, res = None, None
@@ -108,7 +111,7 @@ def run_grid(model, sampler, *, nbeta, args, chains, burnin, draws, eval_every, 
             model.problem.loss_fn, [model.problem.params], model.problem.data,
             step_size=eps, localization=args.localization, nbeta=nbeta,
             num_chains=chains, num_draws=draws, num_burnin=burnin, batch_size=args.batch,
-            sampler=sampler, seed=args.seed, progress=False, diagnostics=diagnostics, eval_every=eval_every,
+            sampler=sampler, seed=seed, progress=False, diagnostics=diagnostics, eval_every=eval_every,
         )
     except Exception as e:  # a sampler that fails is a result, not a crash
         err = f"{type(e).__name__}: {e}"
@@ -135,7 +138,7 @@ def _row_estimates(r, chains, steps, exact):
     ds = r.dataset
     out = dict(llc_minibatch=minibatch, mcse_minibatch=float(r.llc_se), healthy=int(healthy.sum()),
                mala=float(np.nanmean(mala)) if np.isfinite(mala).any() else float("nan"))
-    if "eval_loss" in ds and ds["eval_loss"].shape[1] >= 4:
+    if "eval_loss" in ds and ds["eval_loss"].shape[1] >= 4 and np.isfinite(ds["eval_loss"].values[healthy]).any():
         trace = r.nbeta * (ds["eval_loss"].values.astype(np.float64) - r.init_loss)
         per_chain = np.where(healthy, trace.mean(axis=1), np.nan)
         ess = obs.ess_bulk(trace[healthy]) if healthy.any() else float("nan")
@@ -155,8 +158,8 @@ def cpu_tier(args, nbeta):
     if args.models:
         ms = [m for m in ms if any(w in m.name for w in args.models.split(","))]
     refs, rows = {}, []
-    nuts = references.NUTS_QUICK if args.quick else references.NUTS_DEFAULT
     for m in ms:
+        nuts = references.NUTS_QUICK if args.quick else references.nuts_settings(m.d)
         refs[m.name] = ref = references.compute(m, nbeta=nbeta, localization=args.localization, nuts=nuts, seed=args.seed)
         _log(f"{m.name:28s} references: exact posterior {_fmt(ref['exact_posterior'])} ({ref['exact_posterior_kind']}), "
              f"NUTS {ref['nuts']:.4g} ± {ref['nuts_se']:.2g} (R̂ {ref['nuts_rhat']:.3f}, {ref['nuts_divergences']} div, "
@@ -168,9 +171,7 @@ def cpu_tier(args, nbeta):
                                                        step_sizes=[r["eps"] for r in rs], batch_size=args.batch)
                           if s == "sgld" else None)
             for r in rs:
-                r.update(reference=ref["reference"], reference_kind=ref["reference_kind"])
-                if "llc" in r:
-                    r["sampler_err"] = (r["llc"] - ref["reference"]) / ref["reference"]
+                _annotate(r, ref)
                 if stationary is not None:
                     st = references.finite_or_none(stationary[r["eps"]])
                     r["stationary"] = st
@@ -182,6 +183,49 @@ def cpu_tier(args, nbeta):
             _log(f"{m.name:28s} {s:24s} {rs[0]['wall_s']:5.1f}s  best |sampler err| {best:.3f}"
                  + (f"  ERROR {rs[0]['error']}" if rs[0]["error"] else ""))
     return ms, refs, rows
+
+
+def _annotate(row, ref):
+    row.update(reference=ref["reference"], reference_kind=ref["reference_kind"])
+    if "llc" in row:
+        row["sampler_err"] = (row["llc"] - ref["reference"]) / ref["reference"]
+
+
+def recommendations(rows) -> dict:
+    """{"all": the best (sampler, rule) over every model, family: the best over that family's models}."""
+    samplers = list(dict.fromkeys(r["sampler"] for r in rows))
+    out = {"all": rules.best([c for s in samplers for c in rules.candidates(rows, s)])}
+    families: dict[str, list[str]] = {}
+    for r in rows:
+        families.setdefault(r["family"], [])
+        if r["model"] not in families[r["family"]]:
+            families[r["family"]].append(r["model"])
+    for fam, models in families.items():
+        out[fam] = rules.best([c for s in samplers for c in rules.candidates(rows, s, models)])
+    return out
+
+
+def confirm(args, ms, refs, recs, nbeta):
+    """Fresh runs (new seed, --confirm-chains chains) of each model's recommended (sampler, ε): the
+    held-out check of the recommendation, per family and for the one-rule-for-all default."""
+    rows = []
+    for m in ms:
+        for scope in dict.fromkeys([m.family, "all"]):
+            rec = recs.get(scope)
+            if rec is None or rec["picks"].get(m.name) is None:
+                continue
+            c = rec["picks"][m.name]
+            # d ≤ 10 models are cheap and their λ ≈ 0.1–5 needs many chains for a 5% error bar.
+            chains = args.confirm_chains * (4 if m.d <= 10 else 1)
+            (r,) = run_grid(m, rec["sampler"], nbeta=nbeta, args=args, chains=chains, burnin=args.burnin,
+                            draws=args.draws, eval_every=args.eval_every, diagnostics=("full_loss", "mala"),
+                            grid_c=[c], seed=args.seed + 1)
+            _annotate(r, refs[m.name])
+            r.update(scope=scope, rule=rules.describe(rec))
+            rows.append(r)
+            _log(f"confirm {m.name:28s} [{scope}] {rec['sampler']} ε·nβ={c:g}: λ̂ {r.get('llc', float('nan')):.4g} "
+                 f"sampler err {r.get('sampler_err', float('nan')):+.3f}, vs λ {r.get('rel_err', float('nan')):+.3f}")
+    return rows
 
 
 def size_tier(args, recommended: dict | None):
@@ -207,14 +251,14 @@ def main(argv=None):
         warnings.filterwarnings("ignore", category=RuntimeWarning)
     nbeta = M.default_nbeta(args.samples)
     ms, refs, rows = cpu_tier(args, nbeta)
-    cands = {s: rules.candidates(rows, s) for s in args.samplers}
-    recommended = rules.best([c for cs in cands.values() for c in cs])
-    size_rows = size_tier(args, recommended) if args.max_params > 0 else []
+    recs = recommendations(rows)
+    confirm_rows = confirm(args, ms, refs, recs, nbeta)
+    size_rows = size_tier(args, recs.get("dln") or recs["all"]) if args.max_params > 0 else []
     meta = dict(n=args.samples, batch=args.batch, localization=args.localization, nbeta=nbeta, chains=args.chains,
-                burnin=args.burnin, draws=args.draws, quick=args.quick, max_params=args.max_params,
+                confirm_chains=args.confirm_chains, burnin=args.burnin, draws=args.draws, quick=args.quick, max_params=args.max_params,
                 total_s=time.perf_counter() - T0, jax_devices=_devices(), command=" ".join(sys.argv),
                 slt_jax=getattr(slt_jax, "__version__", "?"))
-    blob = dict(meta=meta, references=refs, rows=rows, size_rows=size_rows)
+    blob = dict(meta=meta, references=refs, rows=rows, confirm_rows=confirm_rows, size_rows=size_rows)
     out_md = args.out_md
     out_md.parent.mkdir(parents=True, exist_ok=True)
     json_path = out_md.with_suffix(".json")
