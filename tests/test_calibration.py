@@ -135,6 +135,10 @@ def test_write_and_load_recommendation(cal, tmp_path):
     assert load_recommendation(path) == result.recommended
     assert load_recommendation(tmp_path) == result.recommended  # a directory: its calibration.json
     assert result.write(tmp_path / "other.json").name == "other.json"
+    # A directory that does not exist yet is made (a suffix-less path is a directory), as are a
+    # file's missing parents.
+    assert result.write(tmp_path / "results" / "run1") == tmp_path / "results" / "run1" / CALIBRATION_FILE
+    assert result.write(tmp_path / "new" / "cal.json").is_file()
 
 
 def test_load_refuses_other_files(tmp_path):

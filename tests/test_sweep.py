@@ -359,3 +359,19 @@ def test_calibrate_then_sweep_reads_the_calibration(run, capsys):
     assert main(["calibrate", str(tmp / "cal.toml"), "--no-progress", "--no-plots"]) == 0
     assert "recommended: step_size" in capsys.readouterr().out
     assert load_recommendation(tmp / "cli_cal" / "calibration" / "calibration.json") == cal.recommended
+
+
+def test_a_factory_module_in_the_working_directory_imports(tmp_path, monkeypatch):
+    # The `slt-jax` console script's sys.path lacks the working directory (python -m has it).
+    from slt_jax.workflows.sweep_config import load_factory
+
+    (tmp_path / "my_factory_mod.py").write_text(
+        "import jax.numpy as jnp\n"
+        "def make(scale=1.0):\n"
+        "    return {'loss_fn': lambda p, b: (b - p['w']) ** 2, 'params': {'w': jnp.zeros(())},\n"
+        "            'data': scale * jnp.ones((4,))}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    problem = load_factory("my_factory_mod:make", {"scale": 2.0})
+    assert float(problem["data"][0]) == 2.0
+    assert str(tmp_path) not in sys.path  # the working directory is not left on sys.path

@@ -65,12 +65,14 @@ class Calibration:
     excluded_checkpoints: dict = field(default_factory=dict)
 
     def write(self, path: str | Path = CALIBRATION_FILE) -> Path:
-        """Atomic JSON (slt_jax.atomic); a directory gets `CALIBRATION_FILE` inside. Returns the path."""
+        """Atomic JSON (slt_jax.atomic). A directory, or a path without a suffix (a directory to be
+        made), gets `CALIBRATION_FILE` inside; missing parent directories are created. Returns the path."""
         from slt_jax import __version__, atomic
 
         path = Path(path)
-        if path.is_dir():
+        if path.is_dir() or not path.suffix:
             path = path / CALIBRATION_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "kind": KIND, "format_version": FORMAT_VERSION, "recommended": self.recommended, "passed": self.passed,
             "reasons": list(self.reasons), "rules": R.thresholds(), "checkpoints": list(self.checkpoints),

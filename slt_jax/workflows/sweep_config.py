@@ -47,6 +47,7 @@ import importlib.util
 import json
 import math
 import os
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,20 @@ def _warn_if_run_differs(path: Path, calibration: dict, sampler: dict) -> None:
                       "([calibrate] num_draws / num_burnin) or check the sweep's verdicts.", RuntimeWarning, stacklevel=3)
 
 
+def _import_from_cwd(name: str):
+    # `slt-jax sweep` is a console script: unlike `python -m`, its sys.path lacks the working
+    # directory, so `factory = "my_model:make"` beside the config would not import.
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(name)
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
 def load_factory(spec: str, kwargs: dict | None = None) -> dict:
     """Import `module:function` (or `file.py:function`) and call it with kwargs."""
     target, _, func = spec.rpartition(":")
@@ -213,7 +228,7 @@ def load_factory(spec: str, kwargs: dict | None = None) -> dict:
             module = importlib.util.module_from_spec(module_spec)
             module_spec.loader.exec_module(module)
         else:
-            module = importlib.import_module(target)
+            module = _import_from_cwd(target)
     except Exception as e:
         raise SweepConfigError(f"factory {spec}: importing {target} failed ({type(e).__name__}: {e})") from e
     fn = getattr(module, func, None)
