@@ -85,7 +85,7 @@ def test_report_renders_every_section(tmp_path):
 def test_the_one_command_runs_end_to_end(tmp_path):
     out = tmp_path / "results.md"
     cmd = [sys.executable, str(BENCH / "run.py"), "--out-md", str(out), "--models", "regular", "--samplers", "sgld",
-           "--chains", "4", "--burnin", "100", "--draws", "200", "--max-params", "0", "--quick"]
+           "--chains", "4", "--burnin", "100", "--draws", "200", "--max-params", "1100", "--quick"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     blob = json.loads(out.with_suffix(".json").read_text())
@@ -95,4 +95,17 @@ def test_the_one_command_runs_end_to_end(tmp_path):
     assert abs(ref["nuts"] - ref["exact_posterior"]) < 5 * ref["nuts_se"]
     sgld = [r for r in blob["rows"] if r["sampler"] == "sgld"]
     assert len(sgld) == 6 and all(r.get("stationary") is not None for r in sgld)
-    assert "Recommendation" in out.read_text()
+    text = out.read_text()
+    assert "Recommendation" in text and "Confirmation runs per model" in text
+    # The size tier's first (d = 1,024) DLN ran for SGLD and the DLN family's pick (here the
+    # only sampler, SGLD), over its ε grid, and has its own table and plot.
+    assert {r["d"] for r in blob["size_rows"]} == {1024} and len(blob["size_rows"]) == 6
+    assert "## Size tier: error vs model size" in text and (tmp_path / "results_size.png").is_file()
+
+
+def test_tiers_above_a_million_parameters_are_refused_without_an_accelerator(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "run.py"), "--max-params", "1e7", "--out-md",
+                           str(tmp_path / "r.md")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "--max-params" in proc.stderr and "accelerator" in proc.stderr
+    assert not (tmp_path / "r.json").exists()
