@@ -13,15 +13,22 @@ estimate the same quantities), and its new headline must reproduce the stored on
 
 K = 4: about 60 estimates are compared over all notebooks. For independent normal errors a
 4σ deviation has probability 6e-5 each, so a false alarm somewhere in the suite has
-probability below 0.5%. The errors bars are conservative (the larger of the MCSE and the
+probability below 0.5%. The error bars are conservative (the larger of the MCSE and the
 standard error across chains), and the small runs share seeds, hence their first chains,
-with the stored runs, which makes the difference smaller than independent runs would. A
-shift of a few σ of the stored number (a changed estimator, sampler, default or data) still
-fails: ``test_compare_fails_on_a_perturbed_number`` and the perturbation check in the
-commit that added this file show it.
+with the stored runs, which makes the difference smaller than independent runs would.
 
-Cost (2-core machine, measured in the commit message): quickstart is in the fast tier; the
-other five are ``slow`` (the tier CI still runs).
+What this can catch is set by the small runs' error bars (``-s`` prints, per estimate, the
+smallest shift it would flag): about 5-20% of the value for the λ̂'s of quickstart,
+dln_validation, calibration and sampler_comparison, and for modular addition's ratio; 34% for
+the DLN sweep's final λ̂ (2 chains); only shifts of 1.5-4× the value for the susceptibilities
+(noisy covariances from 2 chains). Checked by hand: moving quickstart's stored RRR λ̂ by +20
+stored se (+28%) fails the test, by +6 se (+8%) does not. ``test_compare_fails_on_a_perturbed_number``
+checks the comparison itself.
+
+Cost on the 2-core machine (``--durations=0``; cold and warm XLA compilation cache alike,
+the whole file 147-161 s): quickstart 12-14 s (fast tier), calibration 10 s, dln_validation
+26-31 s, susceptibilities_bif 28-29 s, sweep_and_stages 32-37 s, sampler_comparison 33-39 s
+(the last five ``slow``, the tier CI still runs).
 """
 
 import ast
