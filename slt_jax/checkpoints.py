@@ -212,6 +212,8 @@ class _Like:
 def _manager(path: Path, read_only: bool):
     import orbax.checkpoint as ocp
 
+    path = Path(path).absolute()  # orbax refuses relative paths
+
     options = ocp.CheckpointManagerOptions(read_only=True) if read_only else None
     return ocp.CheckpointManager(path, item_handlers=ocp.StandardCheckpointHandler(), options=options)
 

@@ -15,12 +15,7 @@ def plot_trace(result, path: str | Path | None = None, *, title: str | None = No
 
     Unhealthy chains are drawn dashed in grey; `truth` (exact λ, if known) as a black line.
     """
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot(path)
     ds = result.dataset
     burn = ds["burnin_loss"].values
     loss = result.loss_trace
@@ -79,11 +74,17 @@ MALA_TYPICAL = 0.9  # MALA acceptance typical of healthy SGLD for LLC estimation
 
 
 def _pyplot(path):
-    """pyplot, switching to the Agg backend first when the figure is to be saved to a file."""
+    """pyplot, switching to the Agg backend first when the figure is to be saved to a file.
+
+    Only when pyplot is not imported yet (a script or a headless job): once a notebook or an
+    application has chosen its backend, switching would silently turn off its inline plots.
+    """
+    import sys
+
     import matplotlib
 
-    if path is not None:
-        matplotlib.use("Agg", force=False)
+    if path is not None and "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

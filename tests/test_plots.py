@@ -143,3 +143,32 @@ def test_save_standard_plots(result, unhealthy, no_evals, tmp_path):
     np.testing.assert_allclose(plots._bif_subset(result, "train", 16), result.bif("train")[:16, :16], atol=1e-12)
     np.testing.assert_array_equal(plots._bif_subset(unhealthy, "train", 256), unhealthy.bif("train"))
     matplotlib.pyplot.close("all")
+
+
+def test_saving_a_plot_keeps_the_backend_someone_chose(result, tmp_path):
+    # A notebook's inline backend must survive a library call that writes a PNG.
+    import matplotlib.pyplot as plt
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        plots.plot_trace(result, path=tmp_path / "trace.png")
+        assert matplotlib.get_backend() == "svg"
+        assert (tmp_path / "trace.png").stat().st_size > 0
+    finally:
+        plt.close("all")
+        matplotlib.use(before)
+
+
+def test_the_sweep_plot_closes_its_figure(tmp_path):
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from slt_jax.workflows.sweep_outputs import plot_sweep
+
+    table = pd.DataFrame({"step": [0, 10, 100], "llc": [1.0, 2.0, 3.0], "llc_mcse": [0.1, 0.1, 0.1],
+                          "llc_var": [1.1, 2.1, 2.9], "init_loss": [1.0, 0.5, 0.2]})
+    open_before = len(plt.get_fignums())
+    plot_sweep(table, None, tmp_path / "llc_vs_step.png")
+    assert (tmp_path / "llc_vs_step.png").is_file()
+    assert len(plt.get_fignums()) == open_before

@@ -168,7 +168,9 @@ def plot_sweep(table, stage_result, path: Path, *, title: str | None = None) -> 
         axes[0, 1].legend(fontsize=8)
     fig.suptitle(title or "λ̂ and loss over training")
     fig.tight_layout()
-    return save_figure(fig, path)
+    saved = save_figure(fig, path)
+    plt.close(fig)  # a sweep in a notebook or a long job must not accumulate open figures
+    return saved
 
 
 def _clip_to_llc(ax, table) -> None:
