@@ -35,11 +35,12 @@ def _quadratic(model):
         return None
 
 
-def compute(model, *, nbeta: float, localization: float, nuts: dict, seed: int = 0) -> dict:
+def compute(model, *, nbeta: float, localization: float, nuts: dict, seed: int = 0, noise_std: float = 1.0) -> dict:
     out: dict = dict(exact_posterior=None, exact_posterior_kind=None)
     if model.powers is not None and len(model.powers) == 2:
         out.update(exact_posterior=R.normal_crossing_posterior_llc(
-            model.powers, model.problem.data, nbeta=nbeta, localization=localization), exact_posterior_kind="quadrature")
+            model.powers, model.problem.data, nbeta=nbeta, localization=localization, noise_std=noise_std),
+            exact_posterior_kind="quadrature")
     else:
         q = _quadratic(model)
         if q is not None:

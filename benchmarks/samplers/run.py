@@ -65,6 +65,8 @@ def parse_args(argv=None):
     p.add_argument("--samples", type=int, default=1000, help="n of the CPU-tier models")
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--localization", type=float, default=1.0, help="γ")
+    p.add_argument("--noise-std", type=float, default=1.0,
+                   help="label noise of the CPU-tier models (0: noise-free, w* is then also the minimizer of L_n)")
     p.add_argument("--chains", type=int, default=None, help="per configuration of the ε grid")
     p.add_argument("--confirm-chains", type=int, default=None, help="per model in the confirmation runs")
     p.add_argument("--burnin", type=int, default=None)
@@ -154,13 +156,14 @@ def _row_estimates(r, chains, steps, exact):
 
 
 def cpu_tier(args, nbeta):
-    ms = M.models(args.samples, quick=args.quick, seed=args.seed)
+    ms = M.models(args.samples, quick=args.quick, seed=args.seed, noise_std=args.noise_std)
     if args.models:
         ms = [m for m in ms if any(w in m.name for w in args.models.split(","))]
     refs, rows = {}, []
     for m in ms:
         nuts = references.NUTS_QUICK if args.quick else references.nuts_settings(m.d)
-        refs[m.name] = ref = references.compute(m, nbeta=nbeta, localization=args.localization, nuts=nuts, seed=args.seed)
+        refs[m.name] = ref = references.compute(m, nbeta=nbeta, localization=args.localization, nuts=nuts,
+                                                seed=args.seed, noise_std=args.noise_std)
         _log(f"{m.name:28s} references: exact posterior {_fmt(ref['exact_posterior'])} ({ref['exact_posterior_kind']}), "
              f"NUTS {ref['nuts']:.4g} ± {ref['nuts_se']:.2g} (R̂ {ref['nuts_rhat']:.3f}, {ref['nuts_divergences']} div, "
              f"{ref['nuts_wall_s']:.0f}s), λ = {m.exact:g}")
@@ -254,7 +257,7 @@ def main(argv=None):
     recs = recommendations(rows)
     confirm_rows = confirm(args, ms, refs, recs, nbeta)
     size_rows = size_tier(args, recs.get("dln") or recs["all"]) if args.max_params > 0 else []
-    meta = dict(n=args.samples, batch=args.batch, localization=args.localization, nbeta=nbeta, chains=args.chains,
+    meta = dict(n=args.samples, batch=args.batch, localization=args.localization, noise_std=args.noise_std, nbeta=nbeta, chains=args.chains,
                 confirm_chains=args.confirm_chains, burnin=args.burnin, draws=args.draws, quick=args.quick, max_params=args.max_params,
                 total_s=time.perf_counter() - T0, jax_devices=_devices(), command=" ".join(sys.argv),
                 slt_jax=getattr(slt_jax, "__version__", "?"))
