@@ -33,6 +33,8 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 from bench_json import emit  # noqa: E402
 
+from slt_jax import atomic  # noqa: E402
+
 GUIDE = REPO / "docs" / "migration.md"
 LABELS = ("# workload", "# devinterp 1.3.2", "# slt_jax")
 
@@ -124,7 +126,7 @@ def main():
     text = markdown(out)
     print(text)
     if out_md:
-        out_md.write_text(text)
+        atomic.write_text(out_md, text)
     if not out["agree"]:
         sys.exit("the two λ̂ differ by more than 2 combined SE")
 

@@ -38,6 +38,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from slt_jax import atomic
+
 HERE = Path(__file__).resolve().parent
 HEADLINE_FILE = "headline.json"
 SMALL_CELL = "SMALL = True  # injected by notebooks/execute.py (--small) / tests/test_notebooks.py"
@@ -163,7 +165,12 @@ def record(path: Path, nb, headline: dict, wall: float) -> None:
                      "python": ".".join(map(str, sys.version_info[:3])), "cpu_cores": os.cpu_count()},
     }
     nbformat.validate(nb)
-    nbformat.write(nb, path)
+    atomic.write_text(path, _notebook_text(nb))  # a killed run keeps the committed notebook
+
+
+def _notebook_text(nb) -> str:
+    text = nbformat.writes(nb)  # what nbformat.write puts in a file, newline-terminated
+    return text if text.endswith("\n") else text + "\n"
 
 
 def main(argv=None) -> int:
@@ -192,7 +199,7 @@ def main(argv=None) -> int:
             print("  " + json.dumps(headline))
             if args.out:
                 args.out.mkdir(parents=True, exist_ok=True)
-                nbformat.write(nb, args.out / path.name)
+                atomic.write_text(args.out / path.name, _notebook_text(nb))
     return status
 
 

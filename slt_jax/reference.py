@@ -27,8 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from slt_jax import _validate as check
+
 __all__ = ["ExactSamplerLLC", "exact_sampler_llc", "QuadraticLoss", "quadratic_loss",
            "sgld_stationary_llc", "gaussian_posterior_llc"]
+
+
+def _posterior_args(nbeta, localization) -> tuple[float, float]:
+    return check.positive_number("nbeta", nbeta), check.positive_number("localization", localization, allow_zero=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,10 +102,16 @@ def exact_sampler_llc(
     import arviz as az
     import blackjax
 
-    if num_chains < 2:
-        raise ValueError(f"num_chains must be ≥ 2 (R̂ and the standard error need several chains), got {num_chains}.")
+    # Checked before anything compiles: a bad value would otherwise surface deep inside blackjax.
+    check.loss_function(loss_fn)
+    nbeta, localization = _posterior_args(nbeta, localization)
+    check.integer("num_chains", num_chains, minimum=2, hint="(R̂ and the standard error need several chains)")
+    for name, value in (("num_warmup", num_warmup), ("num_samples", num_samples)):
+        check.integer(name, value, minimum=1)
+    check.integer("max_num_doublings", max_num_doublings, minimum=1, maximum=16)
+    seed = check.seed(seed)
     start = time.perf_counter()
-    center, logdensity, llc_draw = _flat_potential(loss_fn, params, data, float(nbeta), float(localization))
+    center, logdensity, llc_draw = _flat_potential(loss_fn, params, data, nbeta, localization)
     warmup = blackjax.window_adaptation(blackjax.nuts, logdensity, max_num_doublings=max_num_doublings)
     kernel = blackjax.nuts.build_kernel()
 
@@ -204,6 +216,7 @@ def _llc_of_moments(q: QuadraticLoss, nbeta: float, mean: np.ndarray, second: np
 
 def gaussian_posterior_llc(q: QuadraticLoss, *, nbeta: float, localization: float) -> float:
     """E_p[nβ(L_n - L_n(w*))] for the exact (Gaussian) posterior of a quadratic loss."""
+    nbeta, localization = _posterior_args(nbeta, localization)
     g, H = q.grads.mean(axis=0), q.hessians.mean(axis=0)
     precision = nbeta * H + localization * np.eye(q.d)
     mean = -np.linalg.solve(precision, nbeta * g)
@@ -232,8 +245,9 @@ def sgld_stationary_llc(
     nβ(g·m + ½ tr(H S)); `inf` when the recursion is unstable (no stationary law).
     """
     n, d = q.grads.shape
-    if not 1 <= batch_size <= n:
-        raise ValueError(f"batch_size must be in [1, n = {n}], got {batch_size}.")
+    nbeta, localization = _posterior_args(nbeta, localization)
+    step_size = check.positive_number("step_size", step_size)
+    batch_size = check.integer("batch_size", batch_size, minimum=1, maximum=n)
     if batch_size == n:
         f = 0.0
     elif batch_sampling == "without_replacement":
@@ -288,7 +302,13 @@ def normal_crossing_posterior_llc(
     """
     if len(tuple(powers)) != 2:
         raise ValueError(f"powers must have two entries (a 2-parameter crossing), got {powers!r}.")
-    k1, k2 = (int(p) for p in powers)
+    k1, k2 = (check.integer("powers", p, minimum=0) for p in powers)
+    nbeta, localization = _posterior_args(nbeta, localization)
+    if localization == 0 and half_width is None:
+        raise ValueError("localization = 0 needs an explicit half_width: the quadrature box is 10/sqrt(γ) by default.")
+    missing = {"x", "y"} - set(data)
+    if missing:
+        raise ValueError(f"data must be make_normal_crossing's {{'x': (n, 1), 'y': (n, 1)}}; missing {sorted(missing)}.")
     x = np.asarray(data["x"], np.float64).reshape(-1)
     y = np.asarray(data["y"], np.float64).reshape(-1)
     n, var = x.size, (noise_std**2 if noise_std > 0 else 1.0)

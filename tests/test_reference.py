@@ -99,6 +99,14 @@ def test_bad_arguments_are_named(regular):
     with pytest.raises(ValueError, match="num_chains"):
         reference.exact_sampler_llc(regular.loss_fn, regular.params, regular.data, nbeta=NBETA, localization=1.0,
                                     num_chains=1)
+    with pytest.raises(ValueError, match="nbeta"):  # before anything compiles, named
+        reference.exact_sampler_llc(regular.loss_fn, regular.params, regular.data, nbeta=-1.0, localization=1.0)
+    with pytest.raises(ValueError, match="step_size"):
+        reference.sgld_stationary_llc(q, nbeta=NBETA, localization=1.0, step_size=0.0, batch_size=10)
+    with pytest.raises(ValueError, match="localization"):
+        reference.gaussian_posterior_llc(q, nbeta=NBETA, localization=-1.0)
+    with pytest.raises(ValueError, match="missing"):
+        reference.normal_crossing_posterior_llc((1, 1), {"x": np.ones((3, 1))}, nbeta=NBETA, localization=1.0)
     with pytest.raises(ValueError, match="powers"):
         reference.normal_crossing_posterior_llc((1, 1, 1), {"x": np.ones((3, 1)), "y": np.ones((3, 1))},
                                                 nbeta=NBETA, localization=1.0)

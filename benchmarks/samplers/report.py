@@ -11,6 +11,9 @@ from pathlib import Path
 
 import rules
 
+from slt_jax import atomic
+from slt_jax.plots import save_figure
+
 
 def _f(x, fmt):
     return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)
@@ -25,28 +28,15 @@ def render(blob: dict, out_md: Path) -> str:
     confirm_rows = blob.get("confirm_rows", [])
     samplers = list(dict.fromkeys(r["sampler"] for r in rows))
     cands = {s: rules.candidates(rows, s) for s in samplers}
-    recs = _recommendations(rows, cands)
+    recs = rules.recommendations(rows)
     plot_errors(rows, refs, out_md.with_name(out_md.stem + "_rel_error.png"))
     if size_rows:
         plot_size(size_rows, out_md.with_name(out_md.stem + "_size.png"))
     text = "\n".join(_header(meta, out_md) + _sources(rows, refs) + _recommendation(recs, confirm_rows, refs)
                      + _headline(cands) + _discretization(rows) + _size(size_rows, out_md)
                      + _per_model(rows, refs)) + "\n"
-    tmp = out_md.with_name(out_md.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(out_md)
+    atomic.write_text(out_md, text)
     return text
-
-
-def _recommendations(rows, cands):
-    out = {"all": rules.best([c for cs in cands.values() for c in cs])}
-    fams = defaultdict(list)
-    for r in rows:
-        if r["model"] not in fams[r["family"]]:
-            fams[r["family"]].append(r["model"])
-    for fam, models in fams.items():
-        out[fam] = rules.best([c for s in cands for c in rules.candidates(rows, s, models)])
-    return out
 
 
 def _header(meta, out_md):
@@ -238,7 +228,7 @@ def plot_errors(rows, refs, path):
     axes.flat[0].legend(fontsize=6)
     fig.suptitle("Distance from the dashed line = sampler error; dashed line vs 0 = estimator bias", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -262,7 +252,7 @@ def plot_size(size_rows, path):
     ax.set_ylabel("λ̂/λ − 1  (symlog)")
     ax.legend(fontsize=5, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
 
 

@@ -126,3 +126,17 @@ def sensitivity(rows_of_model_sampler: list[dict]) -> None:
         a, b = lo.get("llc", math.nan), hi.get("llc", math.nan)
         ok = lo is not hi and a > 0 and b > 0 and math.isfinite(a) and math.isfinite(b)
         r["sensitivity"] = math.log(b / a) / math.log(hi["c"] / lo["c"]) if ok else math.nan
+
+
+def recommendations(rows) -> dict:
+    """{"all": the best (sampler, rule) over every model, family: the best over that family's models}."""
+    samplers = list(dict.fromkeys(r["sampler"] for r in rows))
+    out = {"all": best([c for s in samplers for c in candidates(rows, s)])}
+    families: dict[str, list[str]] = {}
+    for r in rows:
+        families.setdefault(r["family"], [])
+        if r["model"] not in families[r["family"]]:
+            families[r["family"]].append(r["model"])
+    for fam, models in families.items():
+        out[fam] = best([c for s in samplers for c in candidates(rows, s, models)])
+    return out

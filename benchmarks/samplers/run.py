@@ -40,6 +40,7 @@ import report  # noqa: E402
 import rules  # noqa: E402
 
 import slt_jax  # noqa: E402
+from slt_jax import atomic  # noqa: E402
 from slt_jax import observables as obs  # noqa: E402
 from slt_jax.samplers import SAMPLERS  # noqa: E402
 
@@ -194,20 +195,6 @@ def _annotate(row, ref):
         row["sampler_err"] = (row["llc"] - ref["reference"]) / ref["reference"]
 
 
-def recommendations(rows) -> dict:
-    """{"all": the best (sampler, rule) over every model, family: the best over that family's models}."""
-    samplers = list(dict.fromkeys(r["sampler"] for r in rows))
-    out = {"all": rules.best([c for s in samplers for c in rules.candidates(rows, s)])}
-    families: dict[str, list[str]] = {}
-    for r in rows:
-        families.setdefault(r["family"], [])
-        if r["model"] not in families[r["family"]]:
-            families[r["family"]].append(r["model"])
-    for fam, models in families.items():
-        out[fam] = rules.best([c for s in samplers for c in rules.candidates(rows, s, models)])
-    return out
-
-
 def confirm(args, ms, refs, recs, nbeta):
     """Fresh runs (new seed, --confirm-chains chains) of each model's recommended (sampler, ε): the
     held-out check of the recommendation, per family and for the one-rule-for-all default."""
@@ -254,7 +241,7 @@ def main(argv=None):
         warnings.filterwarnings("ignore", category=RuntimeWarning)
     nbeta = M.default_nbeta(args.samples)
     ms, refs, rows = cpu_tier(args, nbeta)
-    recs = recommendations(rows)
+    recs = rules.recommendations(rows)
     confirm_rows = confirm(args, ms, refs, recs, nbeta)
     size_rows = size_tier(args, recs.get("dln") or recs["all"]) if args.max_params > 0 else []
     meta = dict(n=args.samples, batch=args.batch, localization=args.localization, noise_std=args.noise_std, nbeta=nbeta, chains=args.chains,
@@ -265,9 +252,7 @@ def main(argv=None):
     out_md = args.out_md
     out_md.parent.mkdir(parents=True, exist_ok=True)
     json_path = out_md.with_suffix(".json")
-    tmp = json_path.with_name(json_path.name + ".tmp")
-    tmp.write_text(json.dumps(blob, indent=1, default=_jsonable))
-    tmp.replace(json_path)  # a killed run never leaves a half-written results.json
+    atomic.write_text(json_path, json.dumps(blob, indent=1, default=_jsonable))  # never half-written
     text = report.render(blob, out_md)
     print()
     print(text.split("## Per model")[0])
